@@ -1,0 +1,2 @@
+-- Undo V1: drop the users table (its index goes with it).
+DROP TABLE users;

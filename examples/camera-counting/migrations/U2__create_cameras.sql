@@ -1,0 +1,2 @@
+-- Undo V2: drop the cameras table.
+DROP TABLE cameras;

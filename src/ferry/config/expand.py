@@ -1,0 +1,49 @@
+"""`${ENV_VAR}` expansion for values of the project file, so secrets stay out of files."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ferry.errors import ConfigError
+
+# ${NAME} or ${NAME:-default}; `$${` escapes a literal `${`.
+_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: str, *, key: str, env: Mapping[str, str] | None = None) -> str:
+    """Replace `${VAR}` and `${VAR:-default}` in `value` with environment variables.
+
+    Raises:
+        ConfigError: a variable is not set and has no default; names the key and the variable.
+    """
+    environ = os.environ if env is None else env
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"environment variable `{name}` is not set",
+            key=key,
+            hint=f"export {name}=... before running Ferry, or write `${{{name}:-default}}`",
+        )
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def expand_tree(data: Any, *, key: str = "", env: Mapping[str, str] | None = None) -> Any:
+    """Expand environment references in every string of a parsed TOML tree."""
+    if isinstance(data, str):
+        return expand_env(data, key=key, env=env)
+    if isinstance(data, dict):
+        return {k: expand_tree(v, key=f"{key}.{k}" if key else k, env=env) for k, v in data.items()}
+    if isinstance(data, list):
+        return [expand_tree(v, key=f"{key}[{i}]", env=env) for i, v in enumerate(data)]
+    return data

@@ -1,0 +1,154 @@
+"""What differs between databases, stated once per dialect (see postgresql.py, mysql.py, sqlite.py).
+
+The schema engine asks an adapter; it never branches on a dialect's name.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.engine import URL, make_url
+
+from ferry.config.project import PoolConfig
+from ferry.db.lock import ConnectionLockSession, LockSession
+
+#: How the SQL splitter reads scripts (same names as `ferry.schema.splitter.Dialect`).
+SplitDialect = Literal["postgresql", "mysql", "sqlite", "generic"]
+
+
+def client_label() -> str:
+    """Who is migrating, as other sessions will see it: user@host pid."""
+    return f"ferry {getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a migration lock, as far as the database can tell."""
+
+    description: str
+
+
+class Adapter:
+    """Base adapter. Subclasses set the flags and override the hooks that differ."""
+
+    name: ClassVar[str] = "generic"
+    #: URL schemes (before any `+driver`) this adapter serves.
+    schemes: ClassVar[tuple[str, ...]] = ()
+    #: The driver Ferry uses when a URL names none.
+    default_driver: ClassVar[str] = ""
+    #: DDL inside a transaction can be rolled back.
+    transactional_ddl: ClassVar[bool] = False
+    #: How the SQL splitter should read scripts for this database.
+    split_dialect: ClassVar[SplitDialect] = "generic"
+    #: Command-line tools Ferry can use with this database (backups, restores).
+    external_tools: ClassVar[tuple[str, ...]] = ()
+
+    def normalize_url(self, url: URL) -> URL:
+        """Pick Ferry's driver when the URL names only the database."""
+        if "+" not in url.drivername and self.default_driver:
+            return url.set(drivername=f"{url.get_backend_name()}+{self.default_driver}")
+        return url
+
+    def engine_options(self, pool: PoolConfig) -> dict[str, Any]:
+        return {
+            "pool_size": max(pool.max, 1),
+            "max_overflow": 0,
+            "pool_timeout": pool.acquire_timeout,
+            "pool_recycle": int(pool.idle_timeout),
+            "pool_pre_ping": True,
+        }
+
+    def connect_args(self) -> dict[str, Any]:
+        return {}
+
+    def create_engine(self, url: URL, pool: PoolConfig) -> Engine:
+        engine = create_engine(
+            self.normalize_url(url),
+            connect_args=self.connect_args(),
+            **self.engine_options(pool),
+        )
+        self.prepare_engine(engine)
+        return engine
+
+    def prepare_engine(self, engine: Engine) -> None:
+        """Install event hooks the dialect needs (SQLite's transaction handling)."""
+
+    def server_version(self, conn: Connection) -> str:
+        info = conn.dialect.server_version_info
+        return ".".join(str(part) for part in info) if info else "unknown"
+
+    # --- migration lock: session-level, released by the database if the process dies ---
+
+    def open_lock_session(self, engine: Engine, key: str) -> LockSession:
+        """A session on which the migration lock can be taken and released."""
+        return ConnectionLockSession(self, engine, key)
+
+    def try_lock(self, conn: Connection, key: str) -> bool:
+        """Try once to take the migration lock on `conn` (an AUTOCOMMIT connection)."""
+        raise NotImplementedError
+
+    def unlock(self, conn: Connection, key: str) -> None:
+        raise NotImplementedError
+
+    def lock_holder(self, conn: Connection, key: str) -> LockHolder | None:
+        """Who holds the lock, where the database can tell."""
+        return None
+
+    # --- running scripts ---
+
+    def execute_script(self, conn: Connection, sql: str) -> None:
+        """Run one statement of a migration script exactly as written.
+
+        Goes to the DB-API cursor without parameters, so `%` and `:name` in the SQL are not
+        taken for bind parameters.
+        """
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql)
+        finally:
+            cursor.close()
+
+    def error_line_offset(self, exc: BaseException, sql: str) -> int:
+        """Lines between a statement's first line and the error the database reported."""
+        return 0
+
+    def is_missing_object_error(self, exc: BaseException) -> bool:
+        """The error says an object does not exist (used to undo a half-applied migration)."""
+        return False
+
+    # --- databases, for `ferry init`-style set-up and tests ---
+
+    def create_database(self, admin: Connection, name: str) -> None:
+        raise NotImplementedError
+
+    def drop_database(self, admin: Connection, name: str) -> None:
+        raise NotImplementedError
+
+
+_ADAPTERS: dict[str, type[Adapter]] = {}
+
+
+def register(cls: type[Adapter]) -> type[Adapter]:
+    for scheme in cls.schemes:
+        _ADAPTERS[scheme] = cls
+    return cls
+
+
+def adapter_for(url: str | URL) -> Adapter:
+    """The adapter serving a URL's database.
+
+    Raises:
+        ValueError: no adapter serves that scheme (the caller names the config key).
+    """
+    parsed = make_url(url) if isinstance(url, str) else url
+    backend = parsed.get_backend_name()
+    try:
+        return _ADAPTERS[backend]()
+    except KeyError:
+        known = ", ".join(sorted(_ADAPTERS))
+        raise ValueError(f"unsupported database `{backend}` (supported: {known})") from None

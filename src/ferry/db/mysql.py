@@ -1,0 +1,77 @@
+"""MySQL and MariaDB: DDL commits at once, so progress is recorded per statement."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from ferry.db.adapter import Adapter, LockHolder, register
+
+_AT_LINE = re.compile(r"at line (\d+)")
+# Server error codes meaning "that object is not there".
+_MISSING_OBJECT = {1051, 1054, 1091, 1146, 1305, 1360, 1449, 4031}
+
+
+@register
+class MySQLAdapter(Adapter):
+    name = "mysql"
+    schemes = ("mysql", "mariadb")
+    default_driver = "pymysql"
+    # Every CREATE/ALTER/DROP commits implicitly: a failing migration keeps the statements
+    # that ran before it. Ferry records them one by one so it can resume or undo exactly.
+    transactional_ddl = False
+    split_dialect = "mysql"
+    external_tools = ("mariadb-dump", "mysqldump", "mariadb")
+
+    def normalize_url(self, url):  # type: ignore[no-untyped-def]
+        if url.get_backend_name() == "mariadb" and "+" not in url.drivername:
+            url = url.set(drivername="mariadb+pymysql")
+        return super().normalize_url(url)
+
+    def connect_args(self) -> dict[str, Any]:
+        return {"charset": "utf8mb4", "local_infile": True}
+
+    @staticmethod
+    def _lock_name(conn: Connection, key: str) -> str:
+        database = conn.execute(text("SELECT DATABASE()")).scalar() or ""
+        # GET_LOCK names are server-wide and at most 64 characters.
+        return f"ferry:{database}:{key}"[:64]
+
+    def try_lock(self, conn: Connection, key: str) -> bool:
+        got = conn.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": self._lock_name(conn, key)})
+        return got.scalar() == 1
+
+    def unlock(self, conn: Connection, key: str) -> None:
+        conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": self._lock_name(conn, key)})
+
+    def lock_holder(self, conn: Connection, key: str) -> LockHolder | None:
+        name = self._lock_name(conn, key)
+        holder = conn.execute(text("SELECT IS_USED_LOCK(:n)"), {"n": name}).scalar()
+        if holder is None:
+            return None
+        row = conn.execute(
+            text("SELECT USER, HOST, TIME FROM information_schema.PROCESSLIST WHERE ID = :i"),
+            {"i": holder},
+        ).first()
+        if row is None:
+            return LockHolder(f"connection {holder}")
+        return LockHolder(
+            f"connection {holder} of {row.USER}@{row.HOST}, connected for {row.TIME} s"
+        )
+
+    def error_line_offset(self, exc: BaseException, sql: str) -> int:
+        found = _AT_LINE.search(str(getattr(exc, "orig", exc)))
+        return int(found.group(1)) - 1 if found else 0
+
+    def is_missing_object_error(self, exc: BaseException) -> bool:
+        orig = getattr(exc, "orig", exc)
+        args: tuple[object, ...] = tuple(getattr(orig, "args", ()))
+        return bool(args) and args[0] in _MISSING_OBJECT
+
+    def create_database(self, admin: Connection, name: str) -> None:
+        admin.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+
+    def drop_database(self, admin: Connection, name: str) -> None:
+        admin.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")

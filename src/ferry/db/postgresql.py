@@ -1,0 +1,81 @@
+"""PostgreSQL: transactional DDL, session advisory locks, dollar-quoted bodies."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from ferry.db.adapter import Adapter, LockHolder, client_label, register
+
+
+def lock_key(key: str) -> int:
+    """A stable signed 64-bit advisory lock id for a key."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+
+
+@register
+class PostgresAdapter(Adapter):
+    name = "postgresql"
+    schemes = ("postgresql", "postgres")
+    default_driver = "psycopg"
+    # PostgreSQL rolls back CREATE/ALTER/DROP with the transaction, so a failing
+    # migration leaves nothing behind.
+    transactional_ddl = True
+    split_dialect = "postgresql"
+    external_tools = ("pg_dump", "pg_restore", "psql")
+
+    def normalize_url(self, url):  # type: ignore[no-untyped-def]
+        if url.drivername == "postgres":
+            url = url.set(drivername="postgresql")
+        return super().normalize_url(url)
+
+    def connect_args(self) -> dict[str, Any]:
+        return {"application_name": client_label()[:63]}
+
+    def try_lock(self, conn: Connection, key: str) -> bool:
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key(key)})
+        return bool(got.scalar())
+
+    def unlock(self, conn: Connection, key: str) -> None:
+        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key(key)})
+
+    def lock_holder(self, conn: Connection, key: str) -> LockHolder | None:
+        k = lock_key(key)
+        # An advisory lock id is split into two 32-bit halves in pg_locks.
+        classid, objid = (k >> 32) & 0xFFFFFFFF, k & 0xFFFFFFFF
+        row = conn.execute(
+            text(
+                "SELECT a.pid, a.usename, a.application_name, a.client_addr, a.backend_start "
+                "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :c "
+                "AND l.objid = :o AND l.database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
+            ),
+            {"c": classid, "o": objid},
+        ).first()
+        if row is None:
+            return None
+        who = row.application_name or "unknown client"
+        return LockHolder(
+            f"{who} (server pid {row.pid}, user {row.usename}, "
+            f"connected since {row.backend_start:%Y-%m-%d %H:%M:%S})"
+        )
+
+    def error_line_offset(self, exc: BaseException, sql: str) -> int:
+        diag = getattr(getattr(exc, "orig", exc), "diag", None)
+        position = getattr(diag, "statement_position", None)
+        if not position:
+            return 0
+        return sql[: int(position) - 1].count("\n")
+
+    def is_missing_object_error(self, exc: BaseException) -> bool:
+        code = getattr(getattr(exc, "orig", exc), "sqlstate", None)
+        return code in {"42P01", "42703", "42704", "42883"}
+
+    def create_database(self, admin: Connection, name: str) -> None:
+        admin.exec_driver_sql(f'CREATE DATABASE "{name}"')
+
+    def drop_database(self, admin: Connection, name: str) -> None:
+        admin.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

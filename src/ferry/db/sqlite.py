@@ -1,0 +1,142 @@
+"""SQLite: transactional DDL once pysqlite's implicit transactions are switched off."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import StaticPool
+
+from ferry.config.project import PoolConfig
+from ferry.db.adapter import Adapter, register
+from ferry.db.lock import LockSession
+
+_MEMORY_LOCKS: dict[str, threading.Lock] = {}
+
+
+def database_path(url: URL) -> Path | None:
+    """The file behind a SQLite URL, or None for an in-memory database."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return None
+    return Path(database)
+
+
+class _FileLockSession(LockSession):
+    """An exclusive transaction on a side file `<db>.ferry-lock`.
+
+    SQLite has no advisory locks and an exclusive transaction on the database itself would
+    block the migration's own connection. The side file's lock is an OS file lock, so the
+    kernel releases it when the process dies; the empty file that stays behind holds no lock.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.with_name(path.name + ".ferry-lock")
+        self._conn: sqlite3.Connection | None = None
+
+    def try_acquire(self) -> bool:
+        conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+        try:
+            conn.execute("BEGIN EXCLUSIVE")
+        except sqlite3.OperationalError:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.execute("ROLLBACK")
+            self._conn.close()
+            self._conn = None
+
+    def holder(self) -> str | None:
+        return f"another process holds {self.path}"
+
+    def close(self) -> None:
+        self.release()
+
+
+class _MemoryLockSession(LockSession):
+    """An in-memory database lives in one process: a thread lock is enough."""
+
+    def __init__(self, key: str) -> None:
+        self._lock = _MEMORY_LOCKS.setdefault(key, threading.Lock())
+        self._held = False
+
+    def try_acquire(self) -> bool:
+        self._held = self._lock.acquire(blocking=False)
+        return self._held
+
+    def release(self) -> None:
+        if self._held:
+            self._lock.release()
+            self._held = False
+
+    def holder(self) -> str | None:
+        return "another thread of this process"
+
+    def close(self) -> None:
+        self.release()
+
+
+@register
+class SQLiteAdapter(Adapter):
+    name = "sqlite"
+    schemes = ("sqlite",)
+    # With pysqlite's implicit transactions off (prepare_engine), SQLite rolls back DDL.
+    transactional_ddl = True
+    split_dialect = "sqlite"
+    external_tools = ("sqlite3",)
+
+    def engine_options(self, pool: PoolConfig) -> dict[str, Any]:
+        return {}
+
+    def create_engine(self, url: URL, pool: PoolConfig) -> Engine:
+        from sqlalchemy import create_engine
+
+        path = database_path(url)
+        if path is None:
+            # One shared connection, or every checkout would see its own empty database.
+            engine = create_engine(
+                url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:
+            engine = create_engine(url, connect_args={"timeout": pool.acquire_timeout})
+        self.prepare_engine(engine)
+        return engine
+
+    def prepare_engine(self, engine: Engine) -> None:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Stop pysqlite from committing before DDL; Ferry emits BEGIN itself.
+            dbapi_connection.isolation_level = None
+            dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+                conn.exec_driver_sql("BEGIN")
+
+    def server_version(self, conn: Connection) -> str:
+        return sqlite3.sqlite_version
+
+    def open_lock_session(self, engine: Engine, key: str) -> LockSession:
+        path = database_path(engine.url)
+        if path is None:
+            return _MemoryLockSession(f"{id(engine)}:{key}")
+        return _FileLockSession(path)
+
+    def is_missing_object_error(self, exc: BaseException) -> bool:
+        message = str(getattr(exc, "orig", exc)).lower()
+        return "no such" in message
+
+    def create_database(self, admin: Connection, name: str) -> None:
+        """A SQLite database is created by connecting to its file."""
+
+    def drop_database(self, admin: Connection, name: str) -> None:
+        Path(name).unlink(missing_ok=True)
