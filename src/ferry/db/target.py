@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, exc
@@ -73,10 +74,24 @@ def open_url(name: str, url: str, target: TargetConfig | None = None, **_: Any) 
     return Target(name=name, url=parsed, adapter=adapter, engine=engine)
 
 
+def _relative_to(root: Path, url: str) -> str:
+    """SQLite paths in a project file are relative to the project, not to the cwd."""
+    parsed = make_url(url)
+    database = parsed.database
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and database
+        and not database.startswith(("file:", ":memory:"))
+        and not Path(database).is_absolute()
+    ):
+        return parsed.set(database=str(root / database)).render_as_string(hide_password=False)
+    return url
+
+
 def open_target(project: Project, name: str | None = None) -> Target:
     """Open a target named in the project (or the default one)."""
     chosen, config = project.target(name)
     try:
-        return open_url(chosen, config.url, config)
+        return open_url(chosen, _relative_to(project.root, config.url), config)
     except ConfigError as error:
         raise ConfigError(error.message, file=project.path, hint=error.hint) from error

@@ -1,0 +1,326 @@
+"""The `ferry` command: a thin shell over the library; errors become one clear line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy import exc as sa_exc
+
+from ferry.cli import render
+from ferry.cli.render import err, out
+from ferry.config.project import Project, load_project
+from ferry.config.scaffold import init_project
+from ferry.db.doctor import doctor as run_doctor
+from ferry.errors import FerryError
+from ferry.quickstart.demo import run_quickstart
+from ferry.schema import branching, commands
+from ferry.schema.execute import StepResult
+
+app = typer.Typer(
+    name="ferry",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Ferry: versioned schema migrations you can prove and undo.",
+)
+
+
+class _State:
+    config: Path | None = None
+    debug: bool = False
+
+
+state = _State()
+
+TargetOpt = Annotated[str | None, typer.Option("--target", "-t", help="target in ferry.toml")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
+
+
+@app.callback()
+def main_options(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="ferry.toml, or its folder (default: search upward)"),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+) -> None:
+    state.config = config
+    state.debug = debug
+
+
+def _project() -> Project:
+    return load_project(state.config)
+
+
+def _progress(result: StepResult) -> None:
+    err.print(render.step_line(result))
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="project folder")] = Path("."),
+    url: Annotated[str, typer.Option(help="URL of the `dev` target")] = "sqlite:///dev.db",
+    strategy: Annotated[
+        str, typer.Option(help="forward_only | versioned | branching")
+    ] = "versioned",
+) -> None:
+    """Create ferry.toml and a migrations folder."""
+    for path in init_project(folder, url=url, strategy=strategy):
+        out.print(f"created {path}")
+
+
+@app.command()
+def doctor(as_json: JsonOpt = False) -> None:
+    """Check the project file, each target's connection and version, and external tools."""
+    checks = run_doctor(_project())
+    if as_json:
+        render.emit_json([c.__dict__ for c in checks])
+    else:
+        marks = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+        for check in checks:
+            out.print(f"{marks[check.status]:>18}  {check.name}: {check.detail}", highlight=False)
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
+def plan(
+    target: TargetOpt = None,
+    to: Annotated[str | None, typer.Option(help="stop at this version")] = None,
+    out_of_order: Annotated[bool, typer.Option("--out-of-order")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pending migrations with the SQL that would run. Changes nothing."""
+    report = commands.plan(_project(), target, to=to, out_of_order=out_of_order or None)
+    if as_json:
+        render.emit_json(render.run_json(report))
+    else:
+        render.plan_text(report)
+
+
+@app.command()
+def apply(
+    target: TargetOpt = None,
+    to: Annotated[str | None, typer.Option(help="apply up to this version")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the SQL, change nothing")
+    ] = False,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="with --dry-run: write the SQL to this file")
+    ] = None,
+    out_of_order: Annotated[
+        bool,
+        typer.Option(
+            "--out-of-order", help="also run pending versions older than the latest applied"
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply pending migrations, then changed repeatable ones."""
+    project = _project()
+    report = commands.apply(
+        project,
+        target,
+        to=to,
+        dry_run=dry_run,
+        out_of_order=out_of_order or None,
+        on_result=None if as_json else _progress,
+    )
+    if as_json:
+        render.emit_json(render.run_json(report))
+    elif dry_run:
+        if out_file is not None:
+            out_file.write_text(report.sql_text(), encoding="utf-8")
+            out.print(f"wrote the SQL of {len(report.planned)} migrations to {out_file}")
+        else:
+            render.plan_text(report)
+    elif not report.results:
+        out.print(f"[green]{report.target} is up to date[/]")
+    else:
+        out.print(
+            f"[green]{report.target}: {len(report.results)} applied[/] "
+            f"[dim](run {report.run_id})[/]"
+        )
+
+
+@app.command()
+def undo(
+    target: TargetOpt = None,
+    to: Annotated[
+        str | None, typer.Option(help="undo every version above this one (0: all)")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="how many migrations to undo")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run undo scripts, newest first (one by default)."""
+    report = commands.undo(
+        _project(),
+        target,
+        to=to,
+        steps=steps,
+        dry_run=dry_run,
+        on_result=None if as_json else _progress,
+    )
+    if as_json:
+        render.emit_json(render.run_json(report))
+    elif dry_run:
+        render.plan_text(report)
+    elif not report.results:
+        out.print(f"{report.target}: nothing to undo")
+    else:
+        out.print(f"[cyan]{report.target}: {len(report.results)} undone[/]")
+
+
+@app.command()
+def status(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
+    """Every migration and its state on a target."""
+    report = commands.status(_project(), target)
+    if as_json:
+        render.emit_json(
+            {
+                "target": report.target,
+                "url": report.url,
+                "current": report.current,
+                "migrations": [line.as_dict() for line in report.lines],
+                "problems": [p.__dict__ for p in report.problems],
+            }
+        )
+        return
+    out.print(render.status_table(report))
+    for problem in report.problems:
+        out.print(f"[yellow]![/] {problem.detail}", highlight=False)
+
+
+@app.command()
+def history(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
+    """The history table of a target."""
+    project = _project()
+    rows = commands.history(project, target)
+    if as_json:
+        render.emit_json([row.as_dict() for row in rows])
+    else:
+        out.print(render.history_table(project.target(target)[0], rows))
+
+
+@app.command()
+def validate(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
+    """Check that applied migrations match their files. Exit 5 when they do not."""
+    problems = commands.validate(_project(), target)
+    if as_json:
+        render.emit_json([p.__dict__ for p in problems])
+    elif not problems:
+        out.print("[green]history and files agree[/]")
+    else:
+        for problem in problems:
+            out.print(f"[red]{problem.kind}[/] {problem.detail}", highlight=False)
+    if problems:
+        raise typer.Exit(5)
+
+
+@app.command()
+def repair(target: TargetOpt = None) -> None:
+    """Realign checksums with the files, remove failed rows, forget vanished files."""
+    report = commands.repair(_project(), target)
+    out.print(
+        f"checksums realigned: {', '.join(report.checksums_realigned) or 'none'}; "
+        f"failed rows removed: {report.failed_rows_removed}; "
+        f"missing files marked deleted: {', '.join(report.missing_marked_deleted) or 'none'}"
+    )
+
+
+@app.command()
+def baseline(
+    version: Annotated[str, typer.Option("--version", help="the version the database is at")],
+    target: TargetOpt = None,
+    description: Annotated[str, typer.Option(help="history description")] = "baseline",
+) -> None:
+    """Adopt an existing database: versions up to VERSION count as applied."""
+    row = commands.baseline(_project(), target, version=version, description=description)
+    out.print(f"baselined at version {row.version}")
+
+
+@app.command()
+def branches(as_json: JsonOpt = False) -> None:
+    """Branches of the version graph, and the head each target has applied."""
+    found = branching.branches(_project())
+    if as_json:
+        render.emit_json([b.__dict__ for b in found])
+        return
+    from rich.table import Table
+
+    table = Table("branch", "head", "migrations", "applied on targets")
+    for info in found:
+        table.add_row(
+            info.name,
+            info.head,
+            ", ".join(info.migrations),
+            ", ".join(f"{t}: {v or '-'}" for t, v in info.applied.items()),
+        )
+    out.print(table)
+
+
+@app.command()
+def merge(description: Annotated[str | None, typer.Option(help="file description")] = None) -> None:
+    """Write a merge migration that requires every head."""
+    for path in branching.merge(_project(), description=description):
+        out.print(f"wrote {path}")
+
+
+@app.command()
+def rebase(
+    branch: str, onto: Annotated[str, typer.Option("--onto", help="head version to follow")]
+) -> None:
+    """Renumber BRANCH's migrations after the head ONTO (refused if any is applied)."""
+    changes = branching.rebase(_project(), branch, onto=onto)
+    if not changes:
+        out.print(f"branch {branch} already follows {onto}")
+    for change in changes:
+        out.print(f"{change.old} -> {change.new}: {', '.join(change.files)}")
+
+
+@app.command()
+def quickstart(
+    folder: Annotated[Path, typer.Argument(help="demo folder")] = Path("quickstart-demo"),
+) -> None:
+    """Build the legacy camera-counting database on SQLite and migrate a new one."""
+    result = run_quickstart(folder)
+    legacy = result.legacy
+    out.print(
+        f"[bold]legacy database[/] {legacy.path}: {legacy.users} users, "
+        f"{legacy.cameras} cameras, {legacy.analytics} counts "
+        f"({legacy.duplicate_users} duplicate users, {legacy.bad_emails} bad emails, "
+        f"{legacy.null_statuses} NULL statuses)"
+    )
+    for step in result.applied:
+        out.print(render.step_line(step))
+    out.print(render.history_table("new", result.history))
+    out.print(f"\nproject in [bold]{folder}[/]: try `ferry -c {folder} status`")
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[red]error:[/] {message}", highlight=False, markup=True)
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point: turns every expected error into one message and an exit
+    code; only --debug shows a traceback."""
+    debug = "--debug" in (argv if argv is not None else sys.argv)
+    try:
+        return app(args=argv, standalone_mode=True)
+    except FerryError as error:
+        if debug:
+            raise
+        _fail(str(error).replace("[", "\\["), error.exit_code)
+    except sa_exc.DBAPIError as error:
+        if debug:
+            raise
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        _fail(f"database error: {reason}".replace("[", "\\["), 3)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    return None

@@ -1,0 +1,61 @@
+"""`ferry quickstart`: the camera-counting demo on SQLite, with no server."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import ferry
+from ferry.config.project import load_project
+from ferry.quickstart.legacy import LegacySummary, build_legacy_database
+from ferry.schema import commands
+from ferry.schema.execute import StepResult
+from ferry.schema.history import HistoryRow
+
+PROJECT_TOML = """\
+# The camera-counting demo: a legacy database and the migrations of the new schema.
+[migrations]
+folders = ["migrations"]
+strategy = "versioned"
+
+[targets.new]
+url = "sqlite:///new.db"
+
+[targets.legacy]
+url = "sqlite:///legacy.db"
+"""
+
+
+def example_project() -> Path:
+    """The example project's folder: packaged in a wheel, or in the source tree."""
+    packaged = Path(ferry.__file__).parent / "quickstart" / "example_project"
+    if packaged.is_dir():
+        return packaged
+    return Path(ferry.__file__).resolve().parents[2] / "examples" / "camera-counting"
+
+
+@dataclass
+class QuickstartResult:
+    folder: Path
+    legacy: LegacySummary
+    applied: list[StepResult]
+    history: list[HistoryRow]
+
+
+def run_quickstart(folder: Path) -> QuickstartResult:
+    """Build the legacy database, then migrate a new SQLite database to the new schema.
+
+    Running it again starts over in the same folder.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    legacy = build_legacy_database(folder / "legacy.db")
+    migrations = folder / "migrations"
+    if migrations.exists():
+        shutil.rmtree(migrations)
+    shutil.copytree(example_project() / "migrations", migrations)
+    (folder / "new.db").unlink(missing_ok=True)
+    (folder / "ferry.toml").write_text(PROJECT_TOML, encoding="utf-8")
+    project = load_project(folder / "ferry.toml")
+    report = commands.apply(project, "new")
+    return QuickstartResult(folder, legacy, report.results, commands.history(project, "new"))
