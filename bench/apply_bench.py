@@ -392,7 +392,7 @@ def print_notes(rows: list[Row]) -> None:
         "psql -1 s     = psql -1 -q -X -v ON_ERROR_STOP=1 -f all.sql: one session, one transaction"
     )
     print("psql s        = the same without -1: one session, every statement its own transaction")
-    print("wall/psql…    = ferry wall s divided by the psql time")
+    print("wall/psql(-1) = ferry wall s divided by the psql time")
     for r in rows:
         if r.psql1_error:
             print(f"* {r.count:,}: {r.psql1_error}")

@@ -100,7 +100,7 @@ def test_checksum_change_blocks_apply_until_repair(maker: ProjectMaker) -> None:
     problems = commands.validate(project)
     assert [p.kind for p in problems] == ["checksum_mismatch"]
     maker.write("V3__more.sql", "CREATE TABLE more_things (id INTEGER);")
-    with pytest.raises(ValidationFailed, match="V1__create_users.sql changed"):
+    with pytest.raises(ValidationFailed, match=r"V1__create_users\.sql changed"):
         commands.apply(project)
     repaired = commands.repair(project)
     assert repaired.checksums_realigned == ["1"]
@@ -145,7 +145,7 @@ def test_undo_without_script_is_refused_before_anything_runs(maker: ProjectMaker
     maker.write("V2__b.sql", "CREATE TABLE b (id INTEGER);")
     project = maker.project()
     commands.apply(project)
-    with pytest.raises(MigrationFileError, match="U2__b.sql.*no undo script"):
+    with pytest.raises(MigrationFileError, match=r"U2__b\.sql.*no undo script"):
         commands.undo(project, to="0")
     assert {"a", "b"} <= _tables(maker.url)
 
