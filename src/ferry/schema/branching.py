@@ -34,6 +34,8 @@ class BranchInfo:
     migrations: list[str]
     #: target name -> version of this branch applied last there ("" when none).
     applied: dict[str, str]
+    #: Its last migration is required by a migration of another branch (a merge).
+    merged: bool = False
 
 
 def branches(project: Project, *, with_targets: bool = True) -> list[BranchInfo]:

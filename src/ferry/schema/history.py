@@ -212,4 +212,4 @@ class History:
         if not inspect(conn).has_table(self.branches.name):
             return {}
         rows = conn.execute(select(self.branches.c.branch, self.branches.c.head_version))
-        return dict(rows)
+        return {str(branch): str(head) for branch, head in rows}

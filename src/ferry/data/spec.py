@@ -1,0 +1,205 @@
+"""Data job specs (YAML): source, target, tables, mappings, cleaning, load, error limits.
+
+```yaml
+source: legacy                    # a target named in ferry.toml, or a URL
+target: new
+tables:
+  users:
+    to: users
+    columns: {user_id: id, user_name: username, email_address: email, account_status: status}
+    values:
+      status: {map: {A: active, I: inactive, S: suspended}, unmapped: reject}
+    nulls: {status: inactive}
+    validate: {email: email}
+    dedupe: {on: [username, email], keep: first}
+```
+Column names after `columns` are target names: `values`, `nulls`, `validate`, `dedupe`,
+`types` and `derive` all speak of the target's columns.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ferry.config.expand import expand_tree
+from ferry.errors import ConfigError
+
+DEFAULT_EXCLUDE = ["temp_*", "backup_*", "log_*"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Unmapped(StrEnum):
+    REJECT = "reject"
+    KEEP = "keep"
+    NULL = "null"
+
+
+class OnFail(StrEnum):
+    REJECT = "reject"
+    NULL = "null"
+    FAIL = "fail"
+
+
+class Rule(StrEnum):
+    EMAIL = "email"
+    PHONE = "phone"
+    DATE = "date"
+    NUMERIC = "numeric"
+
+
+class Keep(StrEnum):
+    FIRST = "first"
+    LAST = "last"
+
+
+class LoadStrategy(StrEnum):
+    BULK = "bulk"
+    UPSERT = "upsert"
+
+
+class OnConflict(StrEnum):
+    UPDATE = "update"
+    IGNORE = "ignore"
+    FAIL = "fail"
+
+
+class ValueMap(_Model):
+    """Source value -> target value, and what to do with a value the map does not name."""
+
+    map: dict[str, Any]
+    unmapped: Unmapped = Unmapped.REJECT
+
+
+class Validation(_Model):
+    rule: Rule
+    on_fail: OnFail = OnFail.REJECT
+    region: str = Field(default="US", description="default region for phone numbers")
+
+
+class Dedupe(_Model):
+    on: list[str] = Field(min_length=1)
+    keep: Keep = Keep.FIRST
+
+
+class NullRule(_Model):
+    """`preserve` keeps NULL, `default` puts `value`, `remove` drops the row (filtered)."""
+
+    action: str = Field(pattern="^(preserve|default|remove)$")
+    value: Any = None
+
+
+class TableSpec(_Model):
+    to: str | None = None
+    columns: dict[str, str] | list[str] | None = None
+    where: str | None = None
+    types: dict[str, str] = {}
+    values: dict[str, ValueMap | dict[str, Any]] = {}
+    nulls: dict[str, NullRule | str | int | float | bool] = {}
+    validate_: dict[str, Validation | Rule] = Field(default={}, alias="validate")
+    dedupe: Dedupe | None = None
+    derive: dict[str, str] = {}
+    key: list[str] | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def value_maps(self) -> dict[str, ValueMap]:
+        return {
+            col: v if isinstance(v, ValueMap) else ValueMap(map=v) for col, v in self.values.items()
+        }
+
+    def null_rules(self) -> dict[str, NullRule]:
+        rules = {}
+        for col, rule in self.nulls.items():
+            if isinstance(rule, NullRule):
+                rules[col] = rule
+            elif rule in ("preserve", "remove"):
+                rules[col] = NullRule(action=str(rule))
+            else:
+                rules[col] = NullRule(action="default", value=rule)
+        return rules
+
+    def validations(self) -> dict[str, Validation]:
+        return {
+            col: v if isinstance(v, Validation) else Validation(rule=v)
+            for col, v in self.validate_.items()
+        }
+
+
+class LoadSpec(_Model):
+    strategy: LoadStrategy = LoadStrategy.BULK
+    conflict: list[str] = []
+    on_conflict: OnConflict = OnConflict.UPDATE
+    batch_size: int = Field(default=100_000, ge=1)
+    workers: int = Field(default=2, ge=1, le=64)
+    defer_indexes: bool = True
+    create_tables: bool = True
+
+
+class ErrorLimits(_Model):
+    max_errors: int | None = Field(default=None, ge=0)
+    max_error_rate: float = Field(default=0.05, ge=0, le=1)
+
+
+class JobSpec(_Model):
+    name: str | None = None
+    source: str
+    target: str
+    include: list[str] = ["*"]
+    exclude: list[str] = DEFAULT_EXCLUDE
+    tables: dict[str, TableSpec | None] = {}
+    load: LoadSpec = LoadSpec()
+    errors: ErrorLimits = ErrorLimits()
+
+    @field_validator("tables", mode="before")
+    @classmethod
+    def _empty_tables(cls, value: Any) -> Any:
+        return value or {}
+
+
+def parse_job(text: str, *, path: Path, env: dict[str, str] | None = None) -> JobSpec:
+    """Parse and validate a job spec.
+
+    Raises:
+        ConfigError: YAML syntax (with its line), unknown or invalid keys (dotted path).
+    """
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"not valid YAML{where}: {exc}", file=path) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError("a job spec is a mapping with `source`, `target` and `tables`",
+                          file=path)
+    raw = expand_tree(raw, env=env)
+    raw.setdefault("name", path.stem)
+    try:
+        return JobSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("function-",)))
+        key = key.replace("validate_", "validate")
+        if first["type"] == "extra_forbidden":
+            raise ConfigError("unknown key", file=path, key=key,
+                              hint="check the spelling against the job spec reference in "
+                              "ferry/data/spec.py") from exc
+        if first["type"] == "missing":
+            raise ConfigError("required key is missing", file=path, key=key) from exc
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"invalid value {first.get('input')!r}: {message}", file=path,
+                          key=key) from exc
+
+
+def load_job(path: Path) -> JobSpec:
+    if not path.is_file():
+        raise ConfigError("job spec not found", file=path,
+                          hint="pass the path of a YAML job spec: `ferry copy job.yaml`")
+    return parse_job(path.read_text(encoding="utf-8"), path=path)
