@@ -177,8 +177,7 @@ def parse_job(text: str, *, path: Path, env: dict[str, str] | None = None) -> Jo
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigError(f"not valid YAML{where}: {exc}", file=path) from exc
     if not isinstance(raw, dict):
-        raise ConfigError("a job spec is a mapping with `source`, `target` and `tables`",
-                          file=path)
+        raise ConfigError("a job spec is a mapping with `source`, `target` and `tables`", file=path)
     raw = expand_tree(raw, env=env)
     raw.setdefault("name", path.stem)
     try:
@@ -188,18 +187,25 @@ def parse_job(text: str, *, path: Path, env: dict[str, str] | None = None) -> Jo
         key = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("function-",)))
         key = key.replace("validate_", "validate")
         if first["type"] == "extra_forbidden":
-            raise ConfigError("unknown key", file=path, key=key,
-                              hint="check the spelling against the job spec reference in "
-                              "ferry/data/spec.py") from exc
+            raise ConfigError(
+                "unknown key",
+                file=path,
+                key=key,
+                hint="check the spelling against the job spec reference in ferry/data/spec.py",
+            ) from exc
         if first["type"] == "missing":
             raise ConfigError("required key is missing", file=path, key=key) from exc
         message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"invalid value {first.get('input')!r}: {message}", file=path,
-                          key=key) from exc
+        raise ConfigError(
+            f"invalid value {first.get('input')!r}: {message}", file=path, key=key
+        ) from exc
 
 
 def load_job(path: Path) -> JobSpec:
     if not path.is_file():
-        raise ConfigError("job spec not found", file=path,
-                          hint="pass the path of a YAML job spec: `ferry copy job.yaml`")
+        raise ConfigError(
+            "job spec not found",
+            file=path,
+            hint="pass the path of a YAML job spec: `ferry copy job.yaml`",
+        )
     return parse_job(path.read_text(encoding="utf-8"), path=path)

@@ -66,6 +66,7 @@ def branches(project: Project, *, with_targets: bool = True) -> list[BranchInfo]
                 str(head.version),
                 [str(m.version) for m in members],
                 {t: heads_.get(branch, "") for t, heads_ in recorded.items()},
+                merged=branch not in head_of,
             )
         )
     return result
@@ -128,10 +129,13 @@ def rebase(project: Project, branch: str, *, onto: str) -> list[Renumbered]:
     if onto_version not in migrations.by_version:
         raise BranchError(f"there is no version {onto} to rebase onto")
     base = ancestors(migrations, onto_version)
+    # Migrations that already build on `onto` stay put, so a second rebase does nothing.
     moving = [
         m
         for m in topological_order(migrations.versioned)
-        if m.branch == branch and m.version not in base
+        if m.branch == branch
+        and m.version not in base
+        and onto_version not in ancestors(migrations, m.version)
     ]
     if not any(m.branch == branch for m in migrations.versioned):
         known = sorted({m.branch for m in migrations.versioned})
