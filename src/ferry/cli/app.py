@@ -152,7 +152,7 @@ def undo(
     to: Annotated[
         str | None, typer.Option(help="undo every version above this one (0: all)")
     ] = None,
-    steps: Annotated[int | None, typer.Option(help="how many migrations to undo")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="how many migrations to undo")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -302,7 +302,7 @@ def quickstart(
 
 
 def _fail(message: str, code: int) -> None:
-    err.print(f"[red]error:[/] {message}", highlight=False, markup=True)
+    err.print(f"[red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
     raise SystemExit(code)
 
 

@@ -142,7 +142,9 @@ class Project:
 
 
 def _describe(error: ValidationError, path: Path) -> ConfigError:
-    first = error.errors()[0]
+    errors = error.errors()
+    # A misspelt key shows up as "missing" and "extra": the typo is the useful one.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     key = ".".join(str(part) for part in first["loc"])
     kind = first["type"]
     if kind == "extra_forbidden":
@@ -172,7 +174,7 @@ def parse_project(
         raw: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=path) from exc
-    expanded = expand_tree(raw, env=env)
+    expanded = expand_tree(raw, env=env, file=path)
     try:
         config = ProjectConfig.model_validate(expanded)
     except ValidationError as exc:

@@ -45,6 +45,11 @@ class Adapter:
     transactional_ddl: ClassVar[bool] = False
     #: How the SQL splitter should read scripts for this database.
     split_dialect: ClassVar[SplitDialect] = "generic"
+    #: Session settings that let a commit return before its WAL flush, and that restore the
+    #: default. Ferry relaxes flushing while more migrations follow in the run and restores it
+    #: for the last one, whose flushed commit makes everything before it durable: a crash can
+    #: only lose a consistent tail of migrations, each together with its history row.
+    relaxed_flush_sql: ClassVar[tuple[str, str] | None] = None
     #: Command-line tools Ferry can use with this database (backups, restores).
     external_tools: ClassVar[tuple[str, ...]] = ()
 

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from ferry.errors import LockTimeout
 
@@ -81,7 +82,14 @@ def migration_lock(
     Raises:
         LockTimeout: another process held it for longer than `timeout` seconds.
     """
-    session = adapter.open_lock_session(engine, key)
+    from ferry.db.target import connection_failed  # target imports this module
+
+    try:
+        session = adapter.open_lock_session(engine, key)
+    except DBAPIError as error:
+        raise connection_failed(
+            target, engine.url.render_as_string(hide_password=True), error
+        ) from error
     try:
         deadline = time.monotonic() + timeout
         while not session.try_acquire():

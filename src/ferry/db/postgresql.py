@@ -24,6 +24,7 @@ class PostgresAdapter(Adapter):
     # migration leaves nothing behind.
     transactional_ddl = True
     split_dialect = "postgresql"
+    relaxed_flush_sql = ("SET synchronous_commit TO off", "RESET synchronous_commit")
     external_tools = ("pg_dump", "pg_restore", "psql")
 
     def normalize_url(self, url):  # type: ignore[no-untyped-def]

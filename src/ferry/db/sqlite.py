@@ -55,7 +55,7 @@ class _FileLockSession(LockSession):
             self._conn = None
 
     def holder(self) -> str | None:
-        return f"another process holds {self.path}"
+        return f"the process holding the lock file {self.path}"
 
     def close(self) -> None:
         self.release()

@@ -110,6 +110,7 @@ class Executor:
         self.installed_by = getpass.getuser()[:100]
         self.driver_error: type[BaseException] = target.engine.dialect.loaded_dbapi.Error
         self._tx: Connection | None = None
+        self._relaxed = False
         self._auto: Connection | None = None
 
     # --- connections, opened once per run ---
@@ -124,7 +125,18 @@ class Executor:
             self._auto = self.target.connect().execution_options(isolation_level="AUTOCOMMIT")
         return self._auto
 
+    def _set_relaxed_flush(self, relaxed: bool) -> None:
+        settings = self.adapter.relaxed_flush_sql
+        if settings is None or relaxed == self._relaxed:
+            return
+        conn = self._transactional()
+        with conn.begin():
+            conn.exec_driver_sql(settings[0] if relaxed else settings[1])
+        self._relaxed = relaxed
+
     def close(self) -> None:
+        if self._relaxed and self._tx is not None:
+            self._set_relaxed_flush(False)  # the pool must not hand out a relaxed session
         for conn in (self._tx, self._auto):
             if conn is not None:
                 conn.close()
@@ -141,7 +153,8 @@ class Executor:
         """
         results = []
         try:
-            for step in steps:
+            for index, step in enumerate(steps):
+                self._set_relaxed_flush(index < len(steps) - 1)
                 result = self._run_step(step)
                 results.append(result)
                 if self.on_result is not None:

@@ -199,11 +199,8 @@ def plan_apply(
 
 def _apply_step(migration: Migration, state: AppliedState) -> Step:
     failed = state.failed.get(migration.version)
-    if failed is None or failed.type.is_undo:
-        reason = "pending"
-        if failed is not None:
-            reason = "undo failed halfway; applying again"
-        return Step(Action.APPLY, migration.script, migration, reason)
+    if failed is None:
+        return Step(Action.APPLY, migration.script, migration, "pending")
     if failed.statements_done > 0:
         return Step(
             Action.APPLY,
@@ -255,6 +252,8 @@ def plan_undo(
         )
     if to is not None and steps is not None:
         raise StrategyError("give either --to or --steps, not both")
+    if steps is not None and steps < 1:
+        raise StrategyError(f"--steps must be 1 or more, got {steps}")
     # Half-applied migrations count as applied at the rank of their failed row.
     live: dict[Version, HistoryRow] = dict(state.applied)
     for version, row in state.failed.items():

@@ -18,6 +18,8 @@ _REPEATABLE = re.compile(r"^R__(?P<desc>.+)\.(?P<ext>sql|py)$")
 # Python files that are not migrations (helpers, packages) are left alone.
 _PY_MIGRATION_LIKE = re.compile(r"^[VUR](\d|_)")
 _DIRECTIVE = re.compile(r"^\s*(?:--|#)\s*ferry:(?P<name>[a-z][a-z-]*)\b(?P<arg>.*)$")
+# Near misses (`-- ferry: branch x`, `-- Ferry:...`) would silently do nothing.
+_NEAR_DIRECTIVE = re.compile(r"^\s*(?:--|#)\s*ferry\s*:", re.IGNORECASE)
 _DOWNGRADE = re.compile(r"^def downgrade\s*\(", re.MULTILINE)
 KNOWN_DIRECTIVES = ("no-transaction", "branch", "requires", "allow")
 DEFAULT_BRANCH = "main"
@@ -63,7 +65,19 @@ class Script:
         return self.path.name
 
     def read_text(self) -> str:
-        return self.path.read_bytes().decode("utf-8-sig")
+        """The script's text.
+
+        Raises:
+            MigrationFileError: the file is not UTF-8.
+        """
+        try:
+            return self.path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise MigrationFileError(
+                f"not UTF-8 text (byte {exc.start})",
+                file=self.path,
+                hint="save the file as UTF-8",
+            ) from exc
 
     def checksum_with(self, algorithm: str) -> str:
         """The checksum under another (older) algorithm, to compare with a history row."""
@@ -112,11 +126,19 @@ def parse_directives(text: str, path: Path) -> Directives:
         MigrationFileError: an unknown directive or a malformed argument, with its line.
     """
     values: dict[str, object] = {}
-    if "ferry:" not in text:
+    if "ferry" not in text.lower():
         return Directives()
     for number, line in enumerate(text.splitlines(), start=1):
         match = _DIRECTIVE.match(line)
         if not match:
+            if _NEAR_DIRECTIVE.match(line):
+                raise MigrationFileError(
+                    "malformed directive",
+                    file=path,
+                    line=number,
+                    hint="write directives as `-- ferry:name args` (lower case, no space "
+                    "after the colon)",
+                )
             continue
         name, arg = match["name"], match["arg"].strip()
         if name not in KNOWN_DIRECTIVES:

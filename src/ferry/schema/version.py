@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import total_ordering
 
-_VERSION = re.compile(r"^\d+(?:[._]\d+)*$")
+_VERSION = re.compile(r"[0-9]+(?:[._][0-9]+)*")
 
 
 @total_ordering
@@ -18,7 +18,7 @@ class Version:
     __slots__ = ("key", "text")
 
     def __init__(self, text: str) -> None:
-        if not _VERSION.match(text):
+        if not _VERSION.fullmatch(text):
             raise ValueError(f"`{text}` is not a version (use digits and dots, like 1.2.3)")
         self.text = text.replace("_", ".")
         parts = [int(part) for part in self.text.split(".")]
@@ -28,7 +28,7 @@ class Version:
 
     @staticmethod
     def is_valid(text: str) -> bool:
-        return bool(_VERSION.match(text))
+        return bool(_VERSION.fullmatch(text))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Version) and self.key == other.key

@@ -1,0 +1,114 @@
+"""Splitting a table into key ranges: the unit of work of a copy (a chunk task).
+
+Ranges are keyset predicates on the key (never OFFSET): `key > lo AND key <= hi`, with row
+values for composite keys. Integer keys split by arithmetic on min and max; any other sortable
+key (strings, UUIDs, composite) by reading every n-th key once with a window function.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, func, literal, or_, select, tuple_
+from sqlalchemy import types as sat
+from sqlalchemy.sql.elements import ColumnElement
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """Rows with lo < key <= hi; None means unbounded. Keys are lists (composite-ready)."""
+
+    index: int
+    lo: list[Any] | None
+    hi: list[Any] | None
+
+    def to_json(self) -> tuple[str | None, str | None]:
+        return (
+            json.dumps(self.lo, default=str) if self.lo is not None else None,
+            json.dumps(self.hi, default=str) if self.hi is not None else None,
+        )
+
+    @classmethod
+    def from_json(cls, index: int, lo: str | None, hi: str | None) -> KeyRange:
+        return cls(index, json.loads(lo) if lo else None, json.loads(hi) if hi else None)
+
+
+def _compare(columns: list[Any], values: list[Any], op: str) -> ColumnElement[bool]:
+    """`(a, b) > (x, y)` spelled out, so every database (and its indexes) understands it."""
+    if len(columns) == 1:
+        column, value = columns[0], literal(values[0], columns[0].type)
+        result: ColumnElement[bool] = column > value if op == ">" else column <= value
+        return result
+    if op == ">":
+        # (a > x) OR (a = x AND (b, ...) > (y, ...))
+        return or_(
+            columns[0] > literal(values[0], columns[0].type),
+            and_(
+                columns[0] == literal(values[0], columns[0].type),
+                _compare(columns[1:], values[1:], ">"),
+            ),
+        )
+    return or_(
+        columns[0] < literal(values[0], columns[0].type),
+        and_(
+            columns[0] == literal(values[0], columns[0].type),
+            _compare(columns[1:], values[1:], "<="),
+        ),
+    )
+
+
+def range_predicate(table: Table, key: list[str], chunk: KeyRange) -> ColumnElement[bool] | None:
+    columns = [table.c[k] for k in key]
+    parts = []
+    if chunk.lo is not None:
+        parts.append(_compare(columns, chunk.lo, ">"))
+    if chunk.hi is not None:
+        parts.append(_compare(columns, chunk.hi, "<="))
+    return and_(*parts) if parts else None
+
+
+def plan_ranges(
+    conn: Connection,
+    table: Table,
+    key: list[str],
+    *,
+    rows_per_chunk: int,
+    where: ColumnElement[bool] | None = None,
+) -> list[KeyRange]:
+    """Key ranges of about `rows_per_chunk` rows each, covering the whole table."""
+    if not key:
+        return [KeyRange(0, None, None)]  # no key: one chunk, all or nothing
+    columns = [table.c[k] for k in key]
+    if len(columns) == 1 and isinstance(columns[0].type, sat.Integer):
+        query = select(func.min(columns[0]), func.max(columns[0]), func.count())
+        if where is not None:
+            query = query.where(where)
+        low, high, count = conn.execute(query.select_from(table)).one()
+        if count == 0 or low is None:
+            return [KeyRange(0, None, None)]
+        chunks = max(1, -(-count // rows_per_chunk))
+        step = max(1, -(-(high - low + 1) // chunks))
+        edges = list(range(low - 1, high, step))[1:]
+        return _ranges([[edge] for edge in edges])
+    row_number = func.row_number().over(order_by=columns).label("ferry_rn")
+    inner = select(*columns, row_number).select_from(table)
+    if where is not None:
+        inner = inner.where(where)
+    sub = inner.subquery()
+    query = (
+        select(*[sub.c[k] for k in key])
+        .where(sub.c.ferry_rn % rows_per_chunk == 0)
+        .order_by(*[sub.c[k] for k in key])
+    )
+    bounds = [list(row) for row in conn.execute(query)]
+    return _ranges(bounds)
+
+
+def _ranges(bounds: list[list[Any]]) -> list[KeyRange]:
+    edges: list[list[Any] | None] = [None, *bounds, None]
+    return [KeyRange(i, edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+
+
+__all__ = ["KeyRange", "plan_ranges", "range_predicate", "tuple_"]

@@ -1,0 +1,228 @@
+"""Which tables a job copies, and how each source table becomes a target table."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import Column, Engine, ForeignKeyConstraint, Index, MetaData, Table, inspect
+from sqlalchemy import types as sat
+
+from ferry.data.expressions import compile_expression
+from ferry.data.spec import JobSpec, TableSpec
+from ferry.data.types import arrow_type, parse_type, sa_type_for_arrow, translate_type
+from ferry.errors import ConfigError
+
+
+@dataclass
+class TablePlan:
+    """One source table to copy: its columns, key, and the target table it fills."""
+
+    source: Table
+    spec: TableSpec
+    target_name: str
+    #: source column -> target column, in source order (the column filter applied).
+    mapping: dict[str, str]
+    key: list[str]  # source key columns (primary key, or spec.key)
+    target: Table  # the target table (reflected if it exists, else to be created)
+    target_exists: bool
+    #: Secondary indexes and foreign keys to build after the load (tables Ferry creates).
+    deferred_indexes: list[Index] = field(default_factory=list)
+    deferred_fks: list[ForeignKeyConstraint] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def target_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, arrow_type(c.type)) for c in self.target.columns])
+
+
+def select_tables(names: list[str], spec: JobSpec) -> list[str]:
+    chosen = [
+        n
+        for n in names
+        if any(fnmatch.fnmatchcase(n, p) for p in spec.include)
+        and not any(fnmatch.fnmatchcase(n, p) for p in spec.exclude)
+    ]
+    return chosen
+
+
+def plan_tables(
+    spec: JobSpec, source: Engine, target: Engine, *, file: Any = None
+) -> list[TablePlan]:
+    """Reflect the source, apply the job's table and column rules, reflect or design targets.
+
+    Raises:
+        ConfigError: a table or column the spec names does not exist, naming the key.
+    """
+    source_meta = MetaData()
+    source_inspector = inspect(source)
+    all_names = source_inspector.get_table_names()
+    for name in spec.tables:
+        if name not in all_names:
+            raise ConfigError(
+                f"source has no table `{name}`",
+                file=file,
+                key=f"tables.{name}",
+                hint="source tables: " + ", ".join(sorted(all_names)),
+            )
+    names = select_tables(all_names, spec)
+    names += [n for n in spec.tables if n not in names]
+    source_meta.reflect(bind=source, only=names)
+    target_inspector = inspect(target)
+    existing = set(target_inspector.get_table_names())
+    target_meta = MetaData()
+    plans: list[TablePlan] = []
+    for name in names:
+        table = source_meta.tables[name]
+        table_spec = spec.tables.get(name) or TableSpec()
+        mapping = _column_mapping(table, table_spec, file)
+        key = table_spec.key or [c.name for c in table.primary_key.columns]
+        for column in key:
+            if column not in table.c:
+                raise ConfigError(
+                    f"key column `{column}` is not in source table `{name}`",
+                    file=file,
+                    key=f"tables.{name}.key",
+                )
+        target_name = table_spec.to or name
+        if target_name in existing:
+            target_table = Table(target_name, target_meta, autoload_with=target)
+            _check_target_columns(target_table, mapping, table_spec, file, name)
+            plans.append(
+                TablePlan(table, table_spec, target_name, mapping, key, target_table, True)
+            )
+        else:
+            plans.append(
+                _design_target(table, table_spec, target_name, mapping, key, target_meta, file)
+            )
+    _defer_foreign_keys(plans)
+    return plans
+
+
+def _column_mapping(table: Table, spec: TableSpec, file: Any) -> dict[str, str]:
+    if spec.columns is None:
+        return {c.name: c.name for c in table.columns}
+    pairs = (
+        spec.columns.items() if isinstance(spec.columns, dict) else ((c, c) for c in spec.columns)
+    )
+    mapping = {}
+    for source_col, target_col in pairs:
+        if source_col not in table.c:
+            raise ConfigError(
+                f"source table `{table.name}` has no column `{source_col}`",
+                file=file,
+                key=f"tables.{table.name}.columns.{source_col}",
+                hint="columns: " + ", ".join(c.name for c in table.columns),
+            )
+        mapping[source_col] = target_col
+    return mapping
+
+
+def _check_target_columns(
+    target: Table, mapping: dict[str, str], spec: TableSpec, file: Any, source_name: str
+) -> None:
+    wanted = list(mapping.values()) + list(spec.derive)
+    for column in wanted:
+        if column not in target.c:
+            raise ConfigError(
+                f"target table `{target.name}` has no column `{column}`",
+                file=file,
+                key=f"tables.{source_name}",
+                hint="target columns: "
+                + ", ".join(c.name for c in target.columns)
+                + "; fix the mapping or add the column with a migration",
+            )
+
+
+def _value_map_type(values: dict[str, Any]) -> sat.TypeEngine[Any] | None:
+    mapped = [v for v in values.values() if v is not None]
+    if mapped and all(isinstance(v, bool) for v in mapped):
+        return sat.Boolean()
+    if mapped and all(isinstance(v, int) and not isinstance(v, bool) for v in mapped):
+        return sat.Integer()
+    if mapped:
+        return sat.String(max(len(str(v)) for v in mapped))
+    return None
+
+
+def _design_target(
+    table: Table,
+    spec: TableSpec,
+    target_name: str,
+    mapping: dict[str, str],
+    key: list[str],
+    meta: MetaData,
+    file: Any,
+) -> TablePlan:
+    value_maps = spec.value_maps()
+    columns = []
+    pk = {c.name for c in table.primary_key.columns}
+    for source_col, target_col in mapping.items():
+        src = table.c[source_col]
+        if target_col in spec.types:
+            col_type = parse_type(
+                spec.types[target_col], key=f"tables.{table.name}.types.{target_col}"
+            )
+        elif target_col in value_maps:
+            col_type = _value_map_type(value_maps[target_col].map) or translate_type(src.type)
+            if value_maps[target_col].unmapped == "keep" and not isinstance(col_type, sat.String):
+                col_type = translate_type(src.type)
+        else:
+            col_type = translate_type(src.type)
+        columns.append(
+            Column(
+                target_col,
+                col_type,
+                primary_key=source_col in pk,
+                nullable=src.nullable if source_col not in pk else False,
+                autoincrement=bool(src.autoincrement is True and source_col in pk and len(pk) == 1),
+            )
+        )
+    # A derived column's type is what its expression yields on the mapped columns.
+    empty = pa.schema([pa.field(c.name, arrow_type(c.type)) for c in columns]).empty_table()
+    for name, expression in spec.derive.items():
+        if name in spec.types:
+            col_type = parse_type(spec.types[name], key=f"tables.{table.name}.types.{name}")
+        else:
+            result = compile_expression(expression).evaluate(empty)
+            col_type = sa_type_for_arrow(result.type)
+        columns.append(Column(name, col_type))
+    target = Table(target_name, meta, *columns)
+    indexes = []
+    for index in table.indexes:
+        cols = [mapping[c.name] for c in index.columns if c.name in mapping]
+        if len(cols) == len(index.columns) and cols:
+            indexes.append(
+                Index(
+                    f"{target_name}_{'_'.join(cols)}_idx"[:63],
+                    *[target.c[c] for c in cols],
+                    unique=bool(index.unique),
+                )
+            )
+    return TablePlan(table, spec, target_name, mapping, key, target, False, indexes)
+
+
+def _defer_foreign_keys(plans: list[TablePlan]) -> None:
+    by_source = {p.name: p for p in plans}
+    for plan in plans:
+        if plan.target_exists:
+            continue
+        for fk in plan.source.foreign_key_constraints:
+            referred = by_source.get(fk.referred_table.name)
+            if referred is None:
+                continue
+            local = [plan.mapping.get(c.name) for c in fk.columns]
+            remote = [referred.mapping.get(e.column.name) for e in fk.elements]
+            if None in local or None in remote:
+                continue
+            plan.deferred_fks.append(
+                ForeignKeyConstraint(
+                    [plan.target.c[c] for c in local if c],
+                    [f"{referred.target_name}.{c}" for c in remote if c],
+                    name=f"{plan.target_name}_{'_'.join(c for c in local if c)}_fkey"[:63],
+                )
+            )

@@ -1,0 +1,172 @@
+"""Column types: Arrow types for target columns, source-to-target type mapping, overrides.
+
+Defaults follow pgloader's casting rules for MySQL: `tinyint(1)` becomes boolean, `datetime`
+becomes timestamp, unsigned integers widen so every value fits, decimals keep precision.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import types as sat
+from sqlalchemy.dialects import mysql
+
+from ferry.errors import ConfigError
+
+_OVERRIDE = re.compile(r"^\s*([a-z ]+?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$", re.I)
+
+_NAMED: dict[str, type[sat.TypeEngine[Any]]] = {
+    "smallint": sat.SmallInteger,
+    "int": sat.Integer,
+    "integer": sat.Integer,
+    "bigint": sat.BigInteger,
+    "boolean": sat.Boolean,
+    "bool": sat.Boolean,
+    "text": sat.Text,
+    "varchar": sat.String,
+    "character varying": sat.String,
+    "char": sat.CHAR,
+    "timestamp": sat.DateTime,
+    "datetime": sat.DateTime,
+    "date": sat.Date,
+    "time": sat.Time,
+    "numeric": sat.Numeric,
+    "decimal": sat.Numeric,
+    "double": sat.Float,
+    "double precision": sat.Float,
+    "float": sat.Float,
+    "real": sat.Float,
+    "bytea": sat.LargeBinary,
+    "blob": sat.LargeBinary,
+    "json": sat.JSON,
+    "uuid": sat.Uuid,
+}
+
+
+def parse_type(text: str, *, key: str) -> sat.TypeEngine[Any]:
+    """A column type named in a job spec: `bigint`, `varchar(100)`, `numeric(10,2)`, ...
+
+    Raises:
+        ConfigError: an unknown type name, naming the key.
+    """
+    match = _OVERRIDE.match(text)
+    name = match.group(1).lower() if match else ""
+    if name == "timestamptz" or name == "timestamp with time zone":
+        return sat.DateTime(timezone=True)
+    if not match or name not in _NAMED:
+        raise ConfigError(
+            f"unknown column type {text!r}",
+            key=key,
+            hint="use one of: " + ", ".join(sorted(_NAMED)) + ", timestamptz",
+        )
+    cls = _NAMED[name]
+    args = [int(a) for a in match.groups()[1:] if a is not None]
+    if cls in (sat.String, sat.CHAR):
+        return cls(args[0]) if args else cls()
+    if cls is sat.Numeric:
+        precision = args[0] if args else None
+        scale = args[1] if len(args) > 1 else (0 if args else None)
+        return sat.Numeric(precision, scale)
+    return cls()
+
+
+def translate_type(source: sat.TypeEngine[Any]) -> sat.TypeEngine[Any]:
+    """The portable type a target column gets for a reflected source column type."""
+    if isinstance(source, mysql.TINYINT) and getattr(source, "display_width", None) == 1:
+        return sat.Boolean()
+    if isinstance(
+        source, (mysql.INTEGER, mysql.MEDIUMINT, mysql.SMALLINT, mysql.TINYINT, mysql.BIGINT)
+    ) and getattr(source, "unsigned", False):
+        # Unsigned values need the next wider signed type.
+        if isinstance(source, mysql.BIGINT):
+            return sat.Numeric(20, 0)
+        if isinstance(source, mysql.INTEGER):
+            return sat.BigInteger()
+        return sat.Integer()
+    if isinstance(source, mysql.YEAR):
+        return sat.SmallInteger()
+    if isinstance(source, (mysql.ENUM, mysql.SET)):
+        return sat.String(
+            max((len(v) for v in getattr(source, "enums", ()) or ("",)), default=1) or 255
+        )
+    if isinstance(source, mysql.BIT):
+        return sat.Boolean() if getattr(source, "length", 1) == 1 else sat.BigInteger()
+    if isinstance(source, (mysql.TINYTEXT, mysql.MEDIUMTEXT, mysql.LONGTEXT)):
+        return sat.Text()
+    if isinstance(
+        source, (mysql.TINYBLOB, mysql.MEDIUMBLOB, mysql.LONGBLOB, mysql.VARBINARY, mysql.BINARY)
+    ):
+        return sat.LargeBinary()
+    if isinstance(source, sat.Float) and not isinstance(source, sat.Numeric):
+        return sat.Float()
+    if isinstance(source, sat.Numeric) and not isinstance(source, sat.Float):
+        if source.precision is None:
+            return sat.Numeric()
+        return sat.Numeric(source.precision, source.scale or 0)
+    if isinstance(source, sat.Float):
+        return sat.Float()
+    if isinstance(source, sat.DateTime):
+        return sat.DateTime(timezone=bool(getattr(source, "timezone", False)))
+    if isinstance(source, sat.String) and not isinstance(source, sat.Text):
+        return sat.String(source.length) if source.length else sat.Text()
+    if isinstance(source, sat.NullType):
+        return sat.Text()
+    generic = source.as_generic()
+    if isinstance(generic, sat.Integer) and not isinstance(
+        generic, (sat.SmallInteger, sat.BigInteger)
+    ):
+        return sat.Integer()
+    return generic
+
+
+def arrow_type(column_type: sat.TypeEngine[Any]) -> pa.DataType:
+    """The Arrow type that loads into a target column without surprises."""
+    t = column_type
+    if isinstance(t, sat.Boolean):
+        return pa.bool_()
+    if isinstance(t, sat.SmallInteger):
+        return pa.int16()
+    if isinstance(t, sat.BigInteger):
+        return pa.int64()
+    if isinstance(t, sat.Integer):
+        return pa.int32() if not isinstance(t, mysql.INTEGER) or not t.unsigned else pa.int64()
+    if isinstance(t, sat.Float) or (
+        isinstance(t, sat.Numeric) and getattr(t, "asdecimal", True) is False
+    ):
+        return pa.float64()
+    if isinstance(t, sat.Numeric):
+        if t.precision is None:
+            return pa.float64() if isinstance(t, sat.Float) else pa.decimal128(38, 10)
+        return pa.decimal128(min(t.precision, 38), t.scale or 0)
+    if isinstance(t, sat.DateTime):
+        return pa.timestamp("us", tz="UTC" if getattr(t, "timezone", False) else None)
+    if isinstance(t, sat.Date):
+        return pa.date32()
+    if isinstance(t, sat.Time):
+        return pa.time64("us")
+    if isinstance(t, sat.LargeBinary | sat._Binary):
+        return pa.binary()
+    return pa.string()
+
+
+def sa_type_for_arrow(dtype: pa.DataType) -> sat.TypeEngine[Any]:
+    """A column type able to hold values of an Arrow type (for derived columns)."""
+    if pa.types.is_boolean(dtype):
+        return sat.Boolean()
+    if pa.types.is_integer(dtype):
+        return sat.BigInteger() if dtype.bit_width > 32 else sat.Integer()
+    if pa.types.is_floating(dtype):
+        return sat.Float()
+    if pa.types.is_decimal(dtype):
+        return sat.Numeric(dtype.precision, dtype.scale)
+    if pa.types.is_timestamp(dtype):
+        return sat.DateTime(timezone=dtype.tz is not None)
+    if pa.types.is_date(dtype):
+        return sat.Date()
+    if pa.types.is_time(dtype):
+        return sat.Time()
+    if pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype):
+        return sat.LargeBinary()
+    return sat.Text()
