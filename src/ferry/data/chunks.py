@@ -75,7 +75,7 @@ def plan_ranges(
     key: list[str],
     *,
     rows_per_chunk: int,
-    where: ColumnElement[bool] | None = None,
+    where: Any = None,
 ) -> list[KeyRange]:
     """Key ranges of about `rows_per_chunk` rows each, covering the whole table."""
     if not key:

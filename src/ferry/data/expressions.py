@@ -126,6 +126,11 @@ class Expression:
     def __str__(self) -> str:
         return self.text
 
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # The compiled closures cannot be pickled; recompiling from the text is cheap and
+        # lets expressions travel to worker processes.
+        return (compile_expression, (self.text,))
+
 
 def compile_expression(text: str) -> Expression:
     """Parse and check ``text``.

@@ -7,13 +7,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Column, Engine, ForeignKeyConstraint, Index, MetaData, Table, inspect
+from sqlalchemy import Column, Engine, MetaData, Table, UniqueConstraint, inspect
 from sqlalchemy import types as sat
 
 from ferry.data.expressions import compile_expression
 from ferry.data.spec import JobSpec, TableSpec
 from ferry.data.types import arrow_type, parse_type, sa_type_for_arrow, translate_type
 from ferry.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    name: str
+    columns: list[str]
+    unique: bool
+
+
+@dataclass(frozen=True)
+class ForeignKeySpec:
+    name: str
+    columns: list[str]
+    referred_table: str
+    referred_columns: list[str]
 
 
 @dataclass
@@ -28,9 +43,11 @@ class TablePlan:
     key: list[str]  # source key columns (primary key, or spec.key)
     target: Table  # the target table (reflected if it exists, else to be created)
     target_exists: bool
+    #: The table Ferry would create: its indexes and foreign keys are built after the load.
+    designed: Table | None = None
     #: Secondary indexes and foreign keys to build after the load (tables Ferry creates).
-    deferred_indexes: list[Index] = field(default_factory=list)
-    deferred_fks: list[ForeignKeyConstraint] = field(default_factory=list)
+    deferred_indexes: list[IndexSpec] = field(default_factory=list)
+    deferred_fks: list[ForeignKeySpec] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -75,6 +92,7 @@ def plan_tables(
     target_inspector = inspect(target)
     existing = set(target_inspector.get_table_names())
     target_meta = MetaData()
+    design_meta = MetaData()
     plans: list[TablePlan] = []
     for name in names:
         table = source_meta.tables[name]
@@ -89,16 +107,13 @@ def plan_tables(
                     key=f"tables.{name}.key",
                 )
         target_name = table_spec.to or name
+        designed = _design_target(table, table_spec, target_name, mapping, key, design_meta, file)
         if target_name in existing:
             target_table = Table(target_name, target_meta, autoload_with=target)
             _check_target_columns(target_table, mapping, table_spec, file, name)
-            plans.append(
-                TablePlan(table, table_spec, target_name, mapping, key, target_table, True)
-            )
-        else:
-            plans.append(
-                _design_target(table, table_spec, target_name, mapping, key, target_meta, file)
-            )
+            designed.target = target_table
+            designed.target_exists = True
+        plans.append(designed)
     _defer_foreign_keys(plans)
     return plans
 
@@ -192,24 +207,25 @@ def _design_target(
             col_type = sa_type_for_arrow(result.type)
         columns.append(Column(name, col_type))
     target = Table(target_name, meta, *columns)
-    indexes = []
-    for index in table.indexes:
-        cols = [mapping[c.name] for c in index.columns if c.name in mapping]
-        if len(cols) == len(index.columns) and cols:
-            indexes.append(
-                Index(
-                    f"{target_name}_{'_'.join(cols)}_idx"[:63],
-                    *[target.c[c] for c in cols],
-                    unique=bool(index.unique),
-                )
-            )
-    return TablePlan(table, spec, target_name, mapping, key, target, False, indexes)
+    indexes: list[IndexSpec] = []
+    seen: set[tuple[str, ...]] = set()
+    uniques = [
+        (list(u.columns), True) for u in table.constraints if isinstance(u, UniqueConstraint)
+    ]
+    for cols_, unique in [(list(i.columns), bool(i.unique)) for i in table.indexes] + uniques:
+        cols = [mapping[c.name] for c in cols_ if c.name in mapping]
+        if not cols or len(cols) != len(cols_) or tuple(cols) in seen:
+            continue
+        seen.add(tuple(cols))
+        name = f"{target_name}_{'_'.join(cols)}_{'key' if unique else 'idx'}"[:63]
+        indexes.append(IndexSpec(name, cols, unique))
+    return TablePlan(table, spec, target_name, mapping, key, target, False, target, indexes)
 
 
 def _defer_foreign_keys(plans: list[TablePlan]) -> None:
     by_source = {p.name: p for p in plans}
     for plan in plans:
-        if plan.target_exists:
+        if plan.designed is None:
             continue
         for fk in plan.source.foreign_key_constraints:
             referred = by_source.get(fk.referred_table.name)
@@ -220,9 +236,10 @@ def _defer_foreign_keys(plans: list[TablePlan]) -> None:
             if None in local or None in remote:
                 continue
             plan.deferred_fks.append(
-                ForeignKeyConstraint(
-                    [plan.target.c[c] for c in local if c],
-                    [f"{referred.target_name}.{c}" for c in remote if c],
+                ForeignKeySpec(
                     name=f"{plan.target_name}_{'_'.join(c for c in local if c)}_fkey"[:63],
+                    columns=[c for c in local if c],
+                    referred_table=referred.target_name,
+                    referred_columns=[c for c in remote if c],
                 )
             )

@@ -11,7 +11,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from sqlalchemy import Connection, Engine, create_engine
+import pyarrow as pa
+from sqlalchemy import Connection, Engine, Table, create_engine, insert
 from sqlalchemy.engine import URL, make_url
 
 from ferry.config.project import PoolConfig
@@ -125,6 +126,43 @@ class Adapter:
     def is_missing_object_error(self, exc: BaseException) -> bool:
         """The error says an object does not exist (used to undo a half-applied migration)."""
         return False
+
+    # --- data copies ---
+
+    def connectorx_url(self, url: URL) -> str | None:
+        """A connectorx connection string (Rust reader straight into Arrow), if it serves us."""
+        return None
+
+    def read_expression(self, column: Any) -> Any:
+        """How to select a column for a copy (MySQL turns zero dates into NULL here)."""
+        return column
+
+    def bulk_insert(self, conn: Connection, table: Table, data: pa.Table) -> None:
+        """Append Arrow rows to a table inside the caller's transaction.
+
+        The base implementation is a DB-API executemany; adapters override it with the
+        database's bulk path.
+        """
+        if data.num_rows == 0:
+            return
+        columns = [table.c[name] for name in data.column_names]
+        statement = insert(table).compile(
+            dialect=conn.dialect, column_keys=[c.key for c in columns]
+        )
+        names = statement.positiontup
+        rows: list[Any] = (
+            list(zip(*(data[name].to_pylist() for name in names), strict=True))
+            if names
+            else data.to_pylist()
+        )
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(str(statement), rows)
+        finally:
+            cursor.close()
+
+    def reset_identity(self, conn: Connection, table: Table) -> None:
+        """After loading explicit ids, make the next generated id follow the largest one."""
 
     # --- databases, for `ferry init`-style set-up and tests ---
 

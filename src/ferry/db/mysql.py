@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, func, literal_column, text
+from sqlalchemy import types as sat
+from sqlalchemy.engine import URL
 
 from ferry.db.adapter import Adapter, LockHolder, register
 
@@ -69,6 +71,16 @@ class MySQLAdapter(Adapter):
         orig = getattr(exc, "orig", exc)
         args: tuple[object, ...] = tuple(getattr(orig, "args", ()))
         return bool(args) and args[0] in _MISSING_OBJECT
+
+    def connectorx_url(self, url: URL) -> str | None:
+        return url.set(drivername="mysql").render_as_string(hide_password=False)
+
+    def read_expression(self, column: Any) -> Any:
+        # Zero dates (0000-00-00) have no value in any other database: they become NULL,
+        # as pgloader does.
+        if isinstance(column.type, (sat.Date, sat.DateTime)):
+            return func.nullif(column, literal_column("0"), type_=column.type).label(column.name)
+        return column
 
     def create_database(self, admin: Connection, name: str) -> None:
         admin.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from ferry.db.adapter import Adapter, register
 from ferry.db.lock import LockSession
 
 _MEMORY_LOCKS: dict[str, threading.Lock] = {}
+# sqlite3 cannot bind Decimal; text keeps every digit (NUMERIC affinity converts it back).
+sqlite3.register_adapter(Decimal, str)
 
 
 def database_path(url: URL) -> Path | None:
@@ -130,6 +133,10 @@ class SQLiteAdapter(Adapter):
         if path is None:
             return _MemoryLockSession(f"{id(engine)}:{key}")
         return _FileLockSession(path)
+
+    def connectorx_url(self, url: URL) -> str | None:
+        path = database_path(url)
+        return f"sqlite://{path.resolve()}" if path is not None else None
 
     def is_missing_object_error(self, exc: BaseException) -> bool:
         message = str(getattr(exc, "orig", exc)).lower()

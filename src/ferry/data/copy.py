@@ -1,0 +1,465 @@
+"""`ferry copy`: run a data job — plan chunks, extract, transform, load, checkpoint, report.
+
+The unit of work is a chunk task (job, table, key range): it reads its range, transforms it,
+and commits the rows, their rejects and its checkpoint in one target transaction, so a copy
+killed at any moment resumes with neither duplicates nor gaps. Tables with de-duplication run
+their chunks in order on one worker, since "first" is only defined in key order.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+from sqlalchemy import Connection, MetaData, Table, delete, inspect, literal, select, text
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.schema import AddConstraint, ForeignKeyConstraint, Index
+
+from ferry.config.project import Project, load_project
+from ferry.data import state
+from ferry.data.chunks import KeyRange, plan_ranges
+from ferry.data.extract import read_chunk
+from ferry.data.spec import JobSpec
+from ferry.data.state import Counts, Reject
+from ferry.data.tables import TablePlan, plan_tables
+from ferry.data.transform import ROW, DataError, Transformer
+from ferry.db.target import Target, open_target, open_url
+from ferry.errors import ConfigError, FerryError
+
+
+class SourceReadError(FerryError):
+    """Reading the source failed (it went away, or a query broke) mid-run."""
+
+    exit_code = 3
+
+
+@dataclass
+class TableReport:
+    source: str
+    target: str
+    counts: Counts
+    seconds: float = 0.0
+    chunks: int = 0
+    chunks_resumed: int = 0
+    created: bool = False
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.counts.read / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class CopyReport:
+    job: str
+    run_id: str
+    source: str
+    target: str
+    tables: list[TableReport] = field(default_factory=list)
+    seconds: float = 0.0
+    status: str = "running"  # completed | failed
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    needs_translation: list[str] = field(default_factory=list)
+
+    @property
+    def totals(self) -> Counts:
+        total = Counts()
+        for table in self.tables:
+            total.add(table.counts)
+        return total
+
+    @property
+    def balanced(self) -> bool:
+        return all(t.counts.balanced for t in self.tables)
+
+
+@dataclass(frozen=True)
+class Progress:
+    table: str
+    chunks_done: int
+    chunks_total: int
+    counts: Counts
+
+
+def open_endpoint(value: str, *, key: str, spec_path: Path, project: Project | None) -> Target:
+    """A job's source or target: a URL, or a target named in ferry.toml."""
+    if "://" in value:
+        if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+            # Relative SQLite paths in a job spec are relative to the spec file.
+            value = "sqlite:///" + str((spec_path.parent / value[10:]).resolve())
+        return open_url(key, value)
+    if project is None:
+        try:
+            project = load_project(spec_path.parent)
+        except ConfigError:
+            project = load_project(None)
+    if value not in project.config.targets:
+        raise ConfigError(
+            f"`{value}` is neither a URL nor a target in {project.path}",
+            file=spec_path,
+            key=key,
+            hint="write a URL (postgresql://..., mysql://..., sqlite:///...) or add the target "
+            "to ferry.toml",
+        )
+    return open_target(project, value)
+
+
+class _Job:
+    """One execution of a job spec."""
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        source: Target,
+        target: Target,
+        spec_path: Path,
+        run_id: str,
+        on_progress: Callable[[Progress], None] | None,
+    ) -> None:
+        self.spec = spec
+        self.job = spec.name or spec_path.stem
+        self.source = source
+        self.target = target
+        self.spec_path = spec_path
+        self.run_id = run_id
+        self.on_progress = on_progress
+        self.lock = threading.Lock()
+        self.abort = threading.Event()
+        self.failure: BaseException | None = None
+        self.totals = Counts()
+        self.per_table: dict[str, Counts] = {}
+        self.done: dict[str, int] = {}
+        self.chunk_total: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+
+    # --- preparation ---
+
+    def check_filters(self, plans: list[TablePlan]) -> None:
+        with self.source.connect() as conn:
+            for plan in plans:
+                if not plan.spec.where:
+                    continue
+                probe = (
+                    select(literal(1))
+                    .select_from(plan.source)
+                    .where(text(f"({plan.spec.where})"))
+                    .limit(1)
+                )
+                try:
+                    conn.execute(probe).all()
+                except sa_exc.DBAPIError as error:
+                    reason = str(error.orig).strip().splitlines()[0]
+                    raise ConfigError(
+                        f"the row filter does not run on the source: {reason}",
+                        file=self.spec_path,
+                        key=f"tables.{plan.name}.where",
+                        hint="write the filter in the source database's SQL",
+                    ) from error
+
+    def prepare(self, plans: list[TablePlan], restart: bool) -> dict[str, list[KeyRange]]:
+        """Create missing tables, plan or reload chunk ranges; returns pending chunks."""
+        pending: dict[str, list[KeyRange]] = {}
+        with self.target.connect() as conn:
+            with conn.begin():
+                state.ensure(conn)
+            if restart:
+                with conn.begin():
+                    state.forget_job(conn, self.job)
+                    for plan in reversed(plans):
+                        if plan.target_exists:
+                            conn.execute(delete(plan.target))
+            for plan in plans:
+                stored = state.stored_chunks(conn, self.job, plan.name)
+                if not stored:
+                    with conn.begin():
+                        status = "existing"
+                        if not plan.target_exists:
+                            plan.target.create(conn)
+                            status = "created"
+                        with self.source.connect() as source_conn:
+                            where = (
+                                text(f"({plan.spec.where})").self_group()
+                                if plan.spec.where
+                                else None
+                            )
+                            ranges = plan_ranges(
+                                source_conn,
+                                plan.source,
+                                plan.key,
+                                rows_per_chunk=self.spec.load.batch_size,
+                                where=where,
+                            )
+                        state.save_plan(conn, self.job, plan.name, ranges, status, self.run_id)
+                    stored = state.stored_chunks(conn, self.job, plan.name)
+                chunks = {i: c for i, c in stored.items() if i != state.TABLE_ROW}
+                self.chunk_total[plan.name] = len(chunks)
+                counts = Counts()
+                for _, (_, status, done_counts) in chunks.items():
+                    if status == "done":
+                        counts.add(done_counts)
+                self.per_table[plan.name] = counts
+                self.totals.add(counts)
+                self.done[plan.name] = sum(1 for _, s, _ in chunks.values() if s == "done")
+                pending[plan.name] = [
+                    r for i, (r, s, _) in sorted(chunks.items()) if s == "pending"
+                ]
+        return pending
+
+    # --- running ---
+
+    def run_table(self, plan: TablePlan, transformer: Transformer, chunks: list[KeyRange]) -> None:
+        """Chunks of one table in order (de-duplicating tables)."""
+        if transformer.deduper is not None and self.done.get(plan.name):
+            self._seed_deduper(plan, transformer)
+        if transformer.descending:
+            chunks = list(reversed(chunks))
+        for chunk in chunks:
+            self.run_chunk(plan, transformer, chunk)
+
+    def _seed_deduper(self, plan: TablePlan, transformer: Transformer) -> None:
+        assert transformer.deduper is not None
+        columns = [plan.target.c[c] for c in transformer.deduper.columns]
+        with self.target.connect() as conn:
+            rows = conn.execute(select(*columns)).all()
+        seeded = pa.table({c.name: [r[i] for r in rows] for i, c in enumerate(columns)})
+        transformer.deduper.seed(seeded)
+
+    def run_chunk(self, plan: TablePlan, transformer: Transformer, chunk: KeyRange) -> None:
+        if self.abort.is_set():
+            return
+        started = time.perf_counter()
+        try:
+            batch = read_chunk(self.source, plan, chunk, descending=transformer.descending)
+        except Exception as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise SourceReadError(
+                f"reading `{plan.name}` (chunk {chunk.index}, keys {chunk.lo} to {chunk.hi}) "
+                f"from the source failed: {reason}",
+                hint="the chunks done so far are checkpointed: run the same command again to "
+                "resume",
+            ) from error
+        out = transformer.apply(batch)
+        rejects = list(out.rejects)
+        with self.target.connect() as conn, conn.begin():
+            written = self._load(conn, plan, out.table, batch, transformer, rejects)
+            counts = Counts(
+                out.counts.read, written, len(rejects), out.counts.filtered, out.counts.deduped
+            )
+            state.write_rejects(conn, self.job, self.run_id, rejects)
+            state.mark_done(conn, self.job, plan.name, chunk.index, counts, self.run_id)
+        self._record(plan, counts, time.perf_counter() - started)
+
+    def _load(
+        self,
+        conn: Connection,
+        plan: TablePlan,
+        data: pa.Table,
+        batch: pa.Table,
+        transformer: Transformer,
+        rejects: list[Reject],
+    ) -> int:
+        """Load a batch; when the database refuses it, find the refused rows by halving."""
+        adapter = self.target.adapter
+        rows = data[ROW]
+        payload = data.drop_columns([ROW])
+        try:
+            with conn.begin_nested():
+                adapter.bulk_insert(conn, plan.target, payload)
+            return int(data.num_rows)
+        except sa_exc.DBAPIError:
+            pass
+        except self.target.engine.dialect.loaded_dbapi.Error:
+            pass
+        if data.num_rows == 1:
+            error = self._single_row_error(conn, plan, payload)
+            original = batch.take(pa.array([rows[0].as_py()], pa.int64())).to_pylist()[0]
+            rejects.append(
+                Reject(
+                    plan.name, [original.get(k) for k in plan.key] or None, "load", error, original
+                )
+            )
+            return 0
+        half = data.num_rows // 2
+        return self._load(
+            conn, plan, data.slice(0, half), batch, transformer, rejects
+        ) + self._load(conn, plan, data.slice(half), batch, transformer, rejects)
+
+    def _single_row_error(self, conn: Connection, plan: TablePlan, payload: pa.Table) -> str:
+        try:
+            with conn.begin_nested():
+                self.target.adapter.bulk_insert(conn, plan.target, payload)
+        except Exception as error:  # the database's own words, for the rejects table
+            orig = getattr(error, "orig", error)
+            return str(orig).strip().splitlines()[0]
+        return "refused within its batch"
+
+    def _record(self, plan: TablePlan, counts: Counts, seconds: float) -> None:
+        limits = self.spec.errors
+        with self.lock:
+            self.totals.add(counts)
+            self.per_table[plan.name].add(counts)
+            self.done[plan.name] += 1
+            self.seconds[plan.name] = self.seconds.get(plan.name, 0.0) + seconds
+            event = Progress(
+                plan.name,
+                self.done[plan.name],
+                self.chunk_total[plan.name],
+                self.per_table[plan.name],
+            )
+            total = self.totals
+            if limits.max_errors is not None and total.rejected > limits.max_errors:
+                self._stop(
+                    DataError(
+                        f"{total.rejected} rows rejected, more than errors.max_errors = "
+                        f"{limits.max_errors}; the run stopped",
+                        hint="the rows and their reasons are in the target's ferry_rejects table; "
+                        "fix the rules or raise the limit, then run the same command to resume",
+                    )
+                )
+            elif total.read >= 1000 and total.rejected / total.read > limits.max_error_rate:
+                self._stop(
+                    DataError(
+                        f"{total.rejected} of {total.read} rows rejected "
+                        f"({total.rejected / total.read:.1%}), over errors.max_error_rate = "
+                        f"{limits.max_error_rate:.1%}; the run stopped",
+                        hint="the rows and their reasons are in the target's ferry_rejects table; "
+                        "fix the rules or raise the limit, then run the same command to resume",
+                    )
+                )
+        if self.on_progress is not None:
+            self.on_progress(event)
+
+    def _stop(self, error: BaseException) -> None:
+        if self.failure is None:
+            self.failure = error
+        self.abort.set()
+
+    # --- after the load ---
+
+    def finalize(self, plans: list[TablePlan], report: CopyReport) -> None:
+        """Build deferred indexes and foreign keys of the tables Ferry created."""
+        with self.target.connect() as conn:
+            created = []
+            for plan in plans:
+                stored = state.stored_chunks(conn, self.job, plan.name)
+                if stored.get(state.TABLE_ROW, (None, "", None))[1] == "created":
+                    created.append(plan)
+            if not created:
+                return
+            meta = MetaData()
+            inspector = inspect(conn)
+            for plan in created:
+                table = Table(plan.target_name, meta, autoload_with=conn)
+                names = {i["name"] for i in inspector.get_indexes(plan.target_name)}
+                for spec in plan.deferred_indexes:
+                    if spec.name not in names:
+                        with conn.begin():
+                            Index(
+                                spec.name, *[table.c[c] for c in spec.columns], unique=spec.unique
+                            ).create(conn)
+                with conn.begin():
+                    self.target.adapter.reset_identity(conn, table)
+            for plan in created:
+                table = meta.tables[plan.target_name]
+                fks = {f["name"] for f in inspector.get_foreign_keys(plan.target_name)}
+                for fk in plan.deferred_fks:
+                    if fk.name in fks or fk.referred_table not in meta.tables:
+                        continue
+                    constraint = ForeignKeyConstraint(
+                        fk.columns,
+                        [f"{fk.referred_table}.{c}" for c in fk.referred_columns],
+                        name=fk.name,
+                    )
+                    table.append_constraint(constraint)
+                    try:
+                        with conn.begin():
+                            conn.execute(AddConstraint(constraint))
+                    except sa_exc.DBAPIError as error:
+                        reason = str(error.orig).strip().splitlines()[0]
+                        report.warnings.append(
+                            f"foreign key {fk.name} on `{plan.target_name}` was not created: "
+                            f"{reason}"
+                        )
+                with conn.begin():
+                    state.set_table_status(conn, self.job, plan.name, "finalized")
+
+
+def copy_data(
+    spec: JobSpec,
+    *,
+    spec_path: Path,
+    project: Project | None = None,
+    restart: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+    workers: int | None = None,
+) -> CopyReport:
+    """Run a data job. Resumes from the target's checkpoints unless `restart`.
+
+    Raises:
+        ConfigError: the spec names tables or columns that do not exist, or a filter fails.
+        DataError: an error threshold or a `fail` rule stopped the run (checkpoints kept).
+        SourceReadError: the source failed mid-run (checkpoints kept).
+    """
+    run_id = str(uuid.uuid4())
+    source = open_endpoint(spec.source, key="source", spec_path=spec_path, project=project)
+    target = open_endpoint(spec.target, key="target", spec_path=spec_path, project=project)
+    started = time.perf_counter()
+    report = CopyReport(spec.name or spec_path.stem, run_id, source.safe_url, target.safe_url)
+    try:
+        plans = plan_tables(spec, source.engine, target.engine, file=spec_path)
+        job = _Job(spec, source, target, spec_path, run_id, on_progress)
+        job.check_filters(plans)
+        report.needs_translation = [f"view {v}" for v in inspect(source.engine).get_view_names()]
+        pending = job.prepare(plans, restart)
+        transformers = {plan.name: Transformer(plan) for plan in plans}
+        resumed = {p.name: job.done[p.name] for p in plans}
+        with ThreadPoolExecutor(max_workers=workers or spec.load.workers) as pool:
+            futures = []
+            for plan in plans:
+                transformer = transformers[plan.name]
+                chunks = pending[plan.name]
+                if transformer.deduper is not None:
+                    futures.append(pool.submit(job.run_table, plan, transformer, chunks))
+                else:
+                    futures.extend(
+                        pool.submit(job.run_chunk, plan, transformer, chunk) for chunk in chunks
+                    )
+            for future in futures:
+                try:
+                    future.result()
+                except BaseException as error:  # first failure stops the rest
+                    job._stop(error)
+        report.tables = [
+            TableReport(
+                p.name,
+                p.target_name,
+                job.per_table[p.name],
+                job.seconds.get(p.name, 0.0),
+                job.chunk_total[p.name],
+                resumed[p.name],
+                not p.target_exists,
+            )
+            for p in plans
+        ]
+        if job.failure is not None:
+            raise job.failure
+        job.finalize(plans, report)
+        report.status = "completed"
+        return report
+    except BaseException as error:
+        report.status = "failed"
+        report.error = str(error)
+        raise
+    finally:
+        report.seconds = time.perf_counter() - started
+        source.dispose()
+        target.dispose()
+
+
+__all__ = ["CopyReport", "Progress", "TableReport", "copy_data"]

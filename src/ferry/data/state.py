@@ -1,0 +1,219 @@
+"""What a copy leaves in the target: per-chunk checkpoints and rejected rows.
+
+A chunk's rows, its rejects and its checkpoint commit in one transaction, so a copy killed at
+any moment resumes without duplicates or gaps.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    insert,
+    select,
+    update,
+)
+
+from ferry.data.chunks import KeyRange
+
+#: chunk number of the row that records table-level facts
+TABLE_ROW = -1
+
+metadata = MetaData()
+checkpoints = Table(
+    "migration_checkpoints",
+    metadata,
+    Column("job", String(200), primary_key=True),
+    Column("table_name", String(200), primary_key=True),
+    Column("chunk", Integer, primary_key=True, autoincrement=False),
+    Column("lo", Text),
+    Column("hi", Text),
+    # pending | done; for the table row: created (Ferry made the table) | existing | finalized
+    Column("status", String(20), nullable=False),
+    Column("rows_read", BigInteger, nullable=False, default=0),
+    Column("rows_written", BigInteger, nullable=False, default=0),
+    Column("rows_rejected", BigInteger, nullable=False, default=0),
+    Column("rows_filtered", BigInteger, nullable=False, default=0),
+    Column("rows_deduped", BigInteger, nullable=False, default=0),
+    Column("run_id", String(36)),
+    Column("updated_at", DateTime, nullable=False),
+)
+rejects = Table(
+    "ferry_rejects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), nullable=False),
+    Column("job", String(200), nullable=False),
+    Column("table_name", String(200), nullable=False),
+    Column("source_key", Text),
+    Column("rule", String(200), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("row_data", Text, nullable=False),
+    Column("rejected_at", DateTime, nullable=False),
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    written: int = 0
+    rejected: int = 0
+    filtered: int = 0
+    deduped: int = 0
+
+    def add(self, other: Counts) -> None:
+        self.read += other.read
+        self.written += other.written
+        self.rejected += other.rejected
+        self.filtered += other.filtered
+        self.deduped += other.deduped
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.written + self.rejected + self.filtered + self.deduped
+
+
+@dataclass(frozen=True)
+class Reject:
+    table: str
+    source_key: Any
+    rule: str
+    error: str
+    row: dict[str, Any]
+
+
+def ensure(conn: Connection) -> None:
+    metadata.create_all(conn, checkfirst=True)
+
+
+def stored_chunks(
+    conn: Connection, job: str, table: str
+) -> dict[int, tuple[KeyRange, str, Counts]]:
+    rows = conn.execute(
+        select(checkpoints).where(and_(checkpoints.c.job == job, checkpoints.c.table_name == table))
+    ).mappings()
+    found = {}
+    for row in rows:
+        counts = Counts(
+            row["rows_read"],
+            row["rows_written"],
+            row["rows_rejected"],
+            row["rows_filtered"],
+            row["rows_deduped"],
+        )
+        found[row["chunk"]] = (
+            KeyRange.from_json(row["chunk"], row["lo"], row["hi"]),
+            row["status"],
+            counts,
+        )
+    return found
+
+
+def save_plan(
+    conn: Connection, job: str, table: str, chunks: list[KeyRange], table_status: str, run_id: str
+) -> None:
+    values = [
+        {
+            "job": job,
+            "table_name": table,
+            "chunk": TABLE_ROW,
+            "lo": None,
+            "hi": None,
+            "status": table_status,
+            "rows_read": 0,
+            "rows_written": 0,
+            "rows_rejected": 0,
+            "rows_filtered": 0,
+            "rows_deduped": 0,
+            "run_id": run_id,
+            "updated_at": now(),
+        }
+    ]
+    for chunk in chunks:
+        lo, hi = chunk.to_json()
+        values.append({**values[0], "chunk": chunk.index, "lo": lo, "hi": hi, "status": "pending"})
+    conn.execute(insert(checkpoints), values)
+
+
+def mark_done(
+    conn: Connection, job: str, table: str, chunk: int, counts: Counts, run_id: str
+) -> None:
+    conn.execute(
+        update(checkpoints)
+        .where(
+            and_(
+                checkpoints.c.job == job,
+                checkpoints.c.table_name == table,
+                checkpoints.c.chunk == chunk,
+            )
+        )
+        .values(
+            status="done",
+            rows_read=counts.read,
+            rows_written=counts.written,
+            rows_rejected=counts.rejected,
+            rows_filtered=counts.filtered,
+            rows_deduped=counts.deduped,
+            run_id=run_id,
+            updated_at=now(),
+        )
+    )
+
+
+def set_table_status(conn: Connection, job: str, table: str, status: str) -> None:
+    conn.execute(
+        update(checkpoints)
+        .where(
+            and_(
+                checkpoints.c.job == job,
+                checkpoints.c.table_name == table,
+                checkpoints.c.chunk == TABLE_ROW,
+            )
+        )
+        .values(status=status, updated_at=now())
+    )
+
+
+def forget_job(conn: Connection, job: str) -> None:
+    conn.execute(delete(checkpoints).where(checkpoints.c.job == job))
+    conn.execute(delete(rejects).where(rejects.c.job == job))
+
+
+def write_rejects(conn: Connection, job: str, run_id: str, found: list[Reject]) -> None:
+    if not found:
+        return
+    stamp = now()
+    conn.execute(
+        insert(rejects),
+        [
+            {
+                "run_id": run_id,
+                "job": job,
+                "table_name": r.table,
+                "source_key": json.dumps(r.source_key, default=str, ensure_ascii=False),
+                "rule": r.rule[:200],
+                "error": r.error,
+                "row_data": json.dumps(r.row, default=str, ensure_ascii=False),
+                "rejected_at": stamp,
+            }
+            for r in found
+        ],
+    )

@@ -1,0 +1,311 @@
+"""Per-batch transforms on Arrow tables: rename, map values, handle nulls, validate, derive,
+de-duplicate, cast to the target's types. Vectorised with pyarrow.compute; Python touches
+single values only for rejected rows (to record them) and on the rare failed-cast path.
+
+Every row read ends in exactly one bucket: written, rejected, filtered or de-duplicated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import types as sat
+
+from ferry.data.expressions import Expression, compile_expression
+from ferry.data.spec import Keep, OnFail, Unmapped
+from ferry.data.state import Counts, Reject
+from ferry.data.tables import TablePlan
+from ferry.data.types import arrow_type
+from ferry.data.validators import invalid_mask
+from ferry.errors import FerryError
+
+ROW = "__ferry_row"
+_SEP = "\x1f"
+
+
+class DataError(FerryError):
+    """Data that the job's rules say must stop the run (a `fail` rule, an error threshold)."""
+
+    exit_code = 7
+
+
+@dataclass
+class Transformed:
+    table: pa.Table  # target column names and types, ready to load
+    counts: Counts
+    rejects: list[Reject] = field(default_factory=list)
+
+
+class _Marks:
+    """Rows leaving the batch: rejected (with rule and reason) or filtered.
+
+    Masks are Arrow arrays over the batch's original rows; Python only walks the rows that
+    leave, to record why.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.all_rows = pa.array(np.arange(n, dtype=np.int64))
+        self.gone = pa.array(np.zeros(n, dtype=bool))
+        self.filtered = pa.array(np.zeros(n, dtype=bool))
+        self.reasons: dict[int, tuple[str, str]] = {}
+
+    def _fresh(self, mask: Any, rows: Any) -> Any:
+        """Rows of `rows[mask]` that have not left the batch already."""
+        mask = pc.and_(pc.fill_null(mask, False), pc.invert(pc.take(self.gone, rows)))
+        return pc.filter(rows, mask), mask
+
+    def reject(
+        self, mask: Any, rows: Any, rule: str, message: str, values: Any | None = None
+    ) -> None:
+        """Reject `rows[mask]`. `message` may contain `{value}`, filled from `values`."""
+        chosen, mask = self._fresh(mask, rows)
+        if len(chosen) == 0:
+            return
+        shown = pc.filter(values, mask).to_pylist() if values is not None else [None] * len(chosen)
+        for row, value in zip(chosen.to_pylist(), shown, strict=True):
+            self.reasons[row] = (rule, message.format(value=value))
+        self.gone = pc.or_(self.gone, pc.is_in(self.all_rows, value_set=chosen))
+
+    def filter_out(self, mask: Any, rows: Any) -> None:
+        chosen, _ = self._fresh(mask, rows)
+        if len(chosen):
+            hit = pc.is_in(self.all_rows, value_set=chosen)
+            self.filtered = pc.or_(self.filtered, hit)
+            self.gone = pc.or_(self.gone, hit)
+
+
+class Deduper:
+    """Keeps the first row per key over the whole table, not per batch.
+
+    Keys seen so far live here; a resumed copy seeds them from rows already in the target.
+    """
+
+    def __init__(self, columns: list[str]) -> None:
+        self.columns = columns
+        self.seen: pa.Array = pa.array([], pa.string())
+
+    def key(self, table: pa.Table) -> pa.Array:
+        parts = [pc.fill_null(pc.cast(table[c], pa.string()), "\x00") for c in self.columns]
+        joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, _SEP)
+        return pc.utf8_lower(
+            joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
+        )
+
+    def seed(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self.seen = pc.unique(pa.concat_arrays([self.seen, self.key(table)]))
+
+    def keep_mask(self, table: pa.Table) -> pa.Array:
+        keys = self.key(table)
+        index = pa.array(range(len(keys)), pa.int64())
+        first = pa.table({"k": keys, "i": index}).group_by("k").aggregate([("i", "min")])
+        first_in_batch = pc.is_in(index, value_set=first["i_min"])
+        unseen = pc.invert(pc.is_in(keys, value_set=self.seen))
+        keep = pc.and_(first_in_batch, unseen)
+        self.seen = pa.concat_arrays([self.seen, pc.filter(keys, keep)])
+        return keep
+
+
+class Transformer:
+    """The job's rules for one table, compiled once and applied to every batch."""
+
+    def __init__(self, plan: TablePlan) -> None:
+        self.plan = plan
+        spec = plan.spec
+        self.value_maps = spec.value_maps()
+        self.null_rules = spec.null_rules()
+        self.validations = spec.validations()
+        self.derived: dict[str, Expression] = {
+            name: compile_expression(text) for name, text in spec.derive.items()
+        }
+        self.deduper = Deduper(spec.dedupe.on) if spec.dedupe else None
+        self.descending = bool(spec.dedupe and spec.dedupe.keep is Keep.LAST)
+        wanted = list(plan.mapping.values()) + list(spec.derive)
+        self.load_columns = [c for c in plan.target.columns if c.name in wanted]
+
+    def apply(self, batch: pa.Table) -> Transformed:
+        n = batch.num_rows
+        rows = pa.array(range(n), pa.int64())
+        marks = _Marks(n)
+        work = pa.table(
+            {target: batch[source] for source, target in self.plan.mapping.items()} | {ROW: rows}
+        )
+        work = self._map_values(work, marks)
+        work = self._nulls(work, marks)
+        work = self._validate(work, marks)
+        for name, expression in self.derived.items():
+            work = work.append_column(name, expression.evaluate(work))
+        work = self._drop_marked(work, marks)
+        deduped = 0
+        if self.deduper is not None and work.num_rows:
+            keep = self.deduper.keep_mask(work)
+            deduped = work.num_rows - pc.sum(keep).as_py()
+            work = work.filter(keep)
+        work = self._cast(work, marks)
+        work = self._drop_marked(work, marks)
+        filtered = pc.sum(marks.filtered).as_py() or 0
+        found = self._rejects(batch, marks)
+        written = work.num_rows
+        counts = Counts(
+            read=n, written=written, rejected=len(found), filtered=filtered, deduped=deduped
+        )
+        return Transformed(work.drop_columns([ROW]), counts, found)
+
+    # --- steps ---
+
+    def _map_values(self, work: pa.Table, marks: _Marks) -> pa.Table:
+        for column, rule in self.value_maps.items():
+            original = work[column]
+            as_text = pc.cast(original, pa.string())
+            keys = pa.array([str(k) for k in rule.map])
+            targets = pa.array(list(rule.map.values()))
+            index = pc.index_in(as_text, value_set=keys)
+            mapped = pc.take(targets, index)
+            unmapped = pc.and_(pc.is_null(index), pc.is_valid(original))
+            if pc.any(unmapped).as_py():
+                if rule.unmapped is Unmapped.REJECT:
+                    marks.reject(
+                        unmapped,
+                        work[ROW],
+                        f"value_map:{column}",
+                        f"value {{value!r}} of `{column}` is not in the value map",
+                        as_text,
+                    )
+                elif rule.unmapped is Unmapped.KEEP:
+                    mapped = pc.if_else(unmapped, as_text, pc.cast(mapped, pa.string()))
+            work = work.set_column(work.schema.get_field_index(column), column, mapped)
+        return work
+
+    def _nulls(self, work: pa.Table, marks: _Marks) -> pa.Table:
+        for column, rule in self.null_rules.items():
+            if column not in work.column_names:
+                continue
+            values = work[column]
+            if rule.action == "remove":
+                marks.filter_out(pc.is_null(values), work[ROW])
+            elif rule.action == "default":
+                scalar = pa.scalar(rule.value)
+                filled = pc.fill_null(
+                    values, pc.cast(scalar, values.type) if values.type != pa.null() else scalar
+                )
+                work = work.set_column(work.schema.get_field_index(column), column, filled)
+        return work
+
+    def _validate(self, work: pa.Table, marks: _Marks) -> pa.Table:
+        for column, check in self.validations.items():
+            bad = invalid_mask(
+                check.rule.value,
+                work[column],
+                region=check.region,
+            )
+            if not pc.any(bad).as_py():
+                continue
+            if check.on_fail is OnFail.FAIL:
+                first = pc.filter(work[ROW], bad)[0].as_py()
+                raise DataError(
+                    f"table `{self.plan.name}`, row {first} of the batch: column `{column}` "
+                    f"fails the `{check.rule.value}` rule",
+                    hint=f"set `on_fail: reject` for tables.{self.plan.name}.validate.{column} "
+                    "to keep going and record such rows in ferry_rejects",
+                )
+            if check.on_fail is OnFail.NULL:
+                nulls = pa.nulls(len(bad), work[column].type)
+                fixed = pc.if_else(bad, nulls, work[column])
+                work = work.set_column(work.schema.get_field_index(column), column, fixed)
+            else:
+                marks.reject(
+                    bad,
+                    work[ROW],
+                    f"validate:{column}:{check.rule.value}",
+                    f"`{column}` value {{value!r}} is not a valid {check.rule.value}",
+                    work[column],
+                )
+        return work
+
+    def _drop_marked(self, work: pa.Table, marks: _Marks) -> pa.Table:
+        return work.filter(pc.invert(pc.take(marks.gone, work[ROW])))
+
+    def _cast(self, work: pa.Table, marks: _Marks) -> pa.Table:
+        out: dict[str, Any] = {}
+        for column in self.load_columns:
+            values = work[column.name]
+            wanted = arrow_type(column.type)
+            out[column.name] = self._cast_column(values, wanted, column.name, work[ROW], marks)
+            if isinstance(column.type, sat.String) and column.type.length:
+                too_long = pc.fill_null(
+                    pc.greater(
+                        pc.utf8_length(pc.cast(out[column.name], pa.string())), column.type.length
+                    ),
+                    False,
+                )
+                if pc.any(too_long).as_py():
+                    marks.reject(
+                        too_long,
+                        work[ROW],
+                        f"length:{column.name}",
+                        f"`{column.name}` is longer than {column.type.length} "
+                        "characters: {value!r}",
+                        out[column.name],
+                    )
+            if (
+                not column.nullable
+                and column.server_default is None
+                and not (column.primary_key and column.autoincrement is True)
+            ):
+                missing = pc.is_null(out[column.name])
+                if pc.any(missing).as_py():
+                    marks.reject(
+                        missing,
+                        work[ROW],
+                        f"not_null:{column.name}",
+                        f"`{column.name}` is NULL but the target column is NOT NULL",
+                    )
+        out[ROW] = work[ROW]
+        return pa.table(out)
+
+    def _cast_column(
+        self, values: Any, wanted: pa.DataType, name: str, rows: pa.Array, marks: _Marks
+    ) -> Any:
+        if values.type == wanted:
+            return values
+        try:
+            return pc.cast(values, wanted)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        # Rare path: find the values that do not convert, one by one.
+        converted: list[Any] = []
+        bad = []
+        for value in values.to_pylist():
+            try:
+                converted.append(
+                    pa.scalar(value).cast(wanted).as_py() if value is not None else None
+                )
+                bad.append(False)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                converted.append(None)
+                bad.append(True)
+        marks.reject(
+            pa.array(bad),
+            rows,
+            f"cast:{name}",
+            f"`{name}` value {{value!r}} cannot be converted to {wanted}",
+            values,
+        )
+        return pa.array(converted, wanted)
+
+    def _rejects(self, batch: pa.Table, marks: _Marks) -> list[Reject]:
+        if not marks.reasons:
+            return []
+        positions = sorted(marks.reasons)
+        chosen = batch.take(pa.array(positions, pa.int64())).to_pylist()
+        key = self.plan.key
+        found = []
+        for position, row in zip(positions, chosen, strict=True):
+            rule, error = marks.reasons[position]
+            source_key = [row.get(k) for k in key] if key else None
+            found.append(Reject(self.plan.name, source_key, rule, error, row))
+        return found
