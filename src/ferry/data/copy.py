@@ -175,7 +175,8 @@ class _Job:
                         if plan.target_exists:
                             conn.execute(delete(plan.target))
             for plan in plans:
-                stored = state.stored_chunks(conn, self.job, plan.name)
+                with conn.begin():
+                    stored = state.stored_chunks(conn, self.job, plan.name)
                 if not stored:
                     with conn.begin():
                         status = "existing"
@@ -196,7 +197,7 @@ class _Job:
                                 where=where,
                             )
                         state.save_plan(conn, self.job, plan.name, ranges, status, self.run_id)
-                    stored = state.stored_chunks(conn, self.job, plan.name)
+                        stored = state.stored_chunks(conn, self.job, plan.name)
                 chunks = {i: c for i, c in stored.items() if i != state.TABLE_ROW}
                 self.chunk_total[plan.name] = len(chunks)
                 counts = Counts()
@@ -346,10 +347,11 @@ class _Job:
         """Build deferred indexes and foreign keys of the tables Ferry created."""
         with self.target.connect() as conn:
             created = []
-            for plan in plans:
-                stored = state.stored_chunks(conn, self.job, plan.name)
-                if stored.get(state.TABLE_ROW, (None, "", None))[1] == "created":
-                    created.append(plan)
+            with conn.begin():
+                for plan in plans:
+                    stored = state.stored_chunks(conn, self.job, plan.name)
+                    if stored.get(state.TABLE_ROW, (None, "", None))[1] == "created":
+                        created.append(plan)
             if not created:
                 return
             meta = MetaData()
@@ -390,6 +392,30 @@ class _Job:
                     state.set_table_status(conn, self.job, plan.name, "finalized")
 
 
+def load_waves(plans: list[TablePlan]) -> list[list[TablePlan]]:
+    """Plans in waves: each wave's targets reference only tables of earlier waves."""
+    by_target = {p.target_name: p for p in plans}
+    needs = {
+        p.name: {
+            by_target[fk.column.table.name].name
+            for fk in p.target.foreign_keys
+            if fk.column.table.name in by_target and fk.column.table.name != p.target_name
+        }
+        for p in plans
+    }
+    waves: list[list[TablePlan]] = []
+    placed: set[str] = set()
+    remaining = list(plans)
+    while remaining:
+        wave = [p for p in remaining if needs[p.name] <= placed]
+        if not wave:  # a reference cycle: load the rest together
+            wave = remaining
+        waves.append(wave)
+        placed |= {p.name for p in wave}
+        remaining = [p for p in remaining if p.name not in placed]
+    return waves
+
+
 def copy_data(
     spec: JobSpec,
     *,
@@ -420,21 +446,26 @@ def copy_data(
         transformers = {plan.name: Transformer(plan) for plan in plans}
         resumed = {p.name: job.done[p.name] for p in plans}
         with ThreadPoolExecutor(max_workers=workers or spec.load.workers) as pool:
-            futures = []
-            for plan in plans:
-                transformer = transformers[plan.name]
-                chunks = pending[plan.name]
-                if transformer.deduper is not None:
-                    futures.append(pool.submit(job.run_table, plan, transformer, chunks))
-                else:
-                    futures.extend(
-                        pool.submit(job.run_chunk, plan, transformer, chunk) for chunk in chunks
-                    )
-            for future in futures:
-                try:
-                    future.result()
-                except BaseException as error:  # first failure stops the rest
-                    job._stop(error)
+            # Tables whose target references another job table wait for it: a child row
+            # then finds its parent, and a true orphan is rejected with the database's reason.
+            for wave in load_waves(plans):
+                futures = []
+                for plan in wave:
+                    transformer = transformers[plan.name]
+                    chunks = pending[plan.name]
+                    if transformer.deduper is not None:
+                        futures.append(pool.submit(job.run_table, plan, transformer, chunks))
+                    else:
+                        futures.extend(
+                            pool.submit(job.run_chunk, plan, transformer, chunk) for chunk in chunks
+                        )
+                for future in futures:
+                    try:
+                        future.result()
+                    except BaseException as error:  # first failure stops the rest
+                        job._stop(error)
+                if job.failure is not None:
+                    break
         report.tables = [
             TableReport(
                 p.name,

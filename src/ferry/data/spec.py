@@ -19,9 +19,10 @@ Column names after `columns` are target names: `values`, `nulls`, `validate`, `d
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -30,6 +31,23 @@ from ferry.config.expand import expand_tree
 from ferry.errors import ConfigError
 
 DEFAULT_EXCLUDE = ["temp_*", "backup_*", "log_*"]
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2 booleans: only true/false are booleans.
+
+    Under YAML 1.1, `on`, `off`, `yes`, `no`, `y` and `n` are booleans too, which would turn
+    `dedupe: {on: [...]}` and value maps like `{Y: true, N: false}` into nonsense.
+    """
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 class _Model(BaseModel):
@@ -101,9 +119,13 @@ class TableSpec(_Model):
     columns: dict[str, str] | list[str] | None = None
     where: str | None = None
     types: dict[str, str] = {}
-    values: dict[str, ValueMap | dict[str, Any]] = {}
-    nulls: dict[str, NullRule | str | int | float | bool] = {}
-    validate_: dict[str, Validation | Rule] = Field(default={}, alias="validate")
+    values: dict[str, Annotated[ValueMap | dict[str, Any], Field(union_mode="left_to_right")]] = {}
+    nulls: dict[
+        str, Annotated[NullRule | str | int | float | bool, Field(union_mode="left_to_right")]
+    ] = {}
+    validate_: dict[str, Annotated[Validation | Rule, Field(union_mode="left_to_right")]] = Field(
+        default={}, alias="validate"
+    )
     dedupe: Dedupe | None = None
     derive: dict[str, str] = {}
     key: list[str] | None = None
@@ -171,7 +193,7 @@ def parse_job(text: str, *, path: Path, env: dict[str, str] | None = None) -> Jo
         ConfigError: YAML syntax (with its line), unknown or invalid keys (dotted path).
     """
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

@@ -35,7 +35,7 @@ class DataError(FerryError):
 
 @dataclass
 class Transformed:
-    table: pa.Table  # target column names and types, ready to load
+    table: pa.Table  # target columns and types, plus ROW (position in the batch read)
     counts: Counts
     rejects: list[Reject] = field(default_factory=list)
 
@@ -153,7 +153,7 @@ class Transformer:
         counts = Counts(
             read=n, written=written, rejected=len(found), filtered=filtered, deduped=deduped
         )
-        return Transformed(work.drop_columns([ROW]), counts, found)
+        return Transformed(work, counts, found)
 
     # --- steps ---
 
