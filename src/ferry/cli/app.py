@@ -13,6 +13,8 @@ from ferry.cli import render
 from ferry.cli.render import err, out
 from ferry.config.project import Project, load_project
 from ferry.config.scaffold import init_project
+from ferry.data.copy import copy_data
+from ferry.data.spec import load_job
 from ferry.db.doctor import doctor as run_doctor
 from ferry.errors import FerryError
 from ferry.quickstart.demo import run_quickstart
@@ -283,6 +285,43 @@ def rebase(
 
 
 @app.command()
+def copy(
+    job: Annotated[Path, typer.Argument(help="job spec (YAML)")],
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart", help="forget checkpoints and rejects, empty the target tables, copy again"
+        ),
+    ] = False,
+    workers: Annotated[int | None, typer.Option(min=1, help="parallel chunk workers")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy data as a job spec says; resumes from checkpoints after a crash."""
+    spec = load_job(job)
+    project = _project() if state.config is not None else None
+    with render.CopyProgress(enabled=not as_json) as progress:
+        report = copy_data(
+            spec,
+            spec_path=job,
+            project=project,
+            restart=restart,
+            workers=workers,
+            on_progress=progress.update,
+        )
+    if as_json:
+        render.emit_json(render.copy_json(report))
+    else:
+        if report.tables and all(t.chunks_resumed == t.chunks for t in report.tables):
+            out.print(
+                f"job {report.job} was already complete: every chunk is checkpointed "
+                "in the target (`--restart` copies again)"
+            )
+        out.print(render.copy_table(report))
+        for warning in report.warnings:
+            out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+@app.command()
 def quickstart(
     folder: Annotated[Path, typer.Argument(help="demo folder")] = Path("quickstart-demo"),
 ) -> None:
@@ -298,6 +337,8 @@ def quickstart(
     for step in result.applied:
         out.print(render.step_line(step))
     out.print(render.history_table("new", result.history))
+    if result.copy is not None:
+        out.print(render.copy_table(result.copy))
     out.print(f"\nproject in [bold]{folder}[/]: try `ferry -c {folder} status`")
 
 

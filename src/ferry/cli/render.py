@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from ferry.data.copy import CopyReport
+from ferry.data.copy import Progress as CopyEvent
 from ferry.schema.commands import RunReport, StatusReport
 from ferry.schema.execute import StepResult
 from ferry.schema.history import HistoryRow
@@ -152,3 +155,136 @@ def run_json(report: RunReport) -> dict[str, Any]:
             for r in report.results
         ],
     }
+
+
+def copy_table(report: CopyReport) -> Table:
+    status = "[green]completed[/]" if report.status == "completed" else f"[red]{report.status}[/]"
+    table = Table(
+        title=f"copy {report.job}: {status} in {report.seconds:.2f} s "
+        f"[dim](run {report.run_id})[/]",
+        title_justify="left",
+    )
+    for column in (
+        "table",
+        "target",
+        "read",
+        "written",
+        "rejected",
+        "filtered",
+        "deduped",
+        "seconds",
+        "rows/s",
+        "balanced",
+    ):
+        table.add_column(column, justify="right" if column not in ("table", "target") else "left")
+    for t in report.tables:
+        c = t.counts
+        table.add_row(
+            t.source,
+            t.target,
+            f"{c.read:,}",
+            f"{c.written:,}",
+            f"{c.rejected:,}",
+            f"{c.filtered:,}",
+            f"{c.deduped:,}",
+            f"{t.seconds:.2f}",
+            f"{t.rows_per_second:,.0f}",
+            "[green]yes[/]" if c.balanced else "[red]NO[/]",
+        )
+    return table
+
+
+def copy_json(report: CopyReport) -> dict[str, Any]:
+    return {
+        "job": report.job,
+        "run_id": report.run_id,
+        "status": report.status,
+        "source": report.source,
+        "target": report.target,
+        "seconds": report.seconds,
+        "balanced": report.balanced,
+        "warnings": report.warnings,
+        "needs_translation": report.needs_translation,
+        "tables": [
+            {
+                "table": t.source,
+                "target": t.target,
+                **asdict(t.counts),
+                "seconds": t.seconds,
+                "rows_per_second": t.rows_per_second,
+                "chunks": t.chunks,
+                "chunks_resumed": t.chunks_resumed,
+                "balanced": t.counts.balanced,
+            }
+            for t in report.tables
+        ],
+    }
+
+
+class CopyProgress:
+    """Rich progress bars per table on a terminal; JSON progress events on stderr otherwise."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.live = enabled and sys.stderr.isatty()
+        self._bars: Any = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> CopyProgress:
+        if self.live:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bars = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rows]} rows"),
+                TextColumn("{task.fields[rate]} rows/s"),
+                TimeRemainingColumn(),
+                console=err,
+            )
+            self._bars.start()
+        self._started = time.perf_counter()
+        return self
+
+    def update(self, event: CopyEvent) -> None:
+        if not self.enabled:
+            return
+        elapsed = max(time.perf_counter() - self._started, 1e-9)
+        if self._bars is not None:
+            task = self._tasks.get(event.table)
+            if task is None:
+                task = self._bars.add_task(
+                    event.table, total=event.chunks_total, rows="0", rate="0"
+                )
+                self._tasks[event.table] = task
+            self._bars.update(
+                task,
+                completed=event.chunks_done,
+                rows=f"{event.counts.read:,}",
+                rate=f"{event.counts.read / elapsed:,.0f}",
+            )
+        else:
+            sys.stderr.write(
+                json.dumps(
+                    {
+                        "event": "progress",
+                        "table": event.table,
+                        "chunks_done": event.chunks_done,
+                        "chunks_total": event.chunks_total,
+                        **asdict(event.counts),
+                        "elapsed_s": round(elapsed, 3),
+                    }
+                )
+                + "\n"
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bars is not None:
+            self._bars.stop()

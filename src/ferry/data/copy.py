@@ -171,9 +171,11 @@ class _Job:
             if restart:
                 with conn.begin():
                     state.forget_job(conn, self.job)
-                    for plan in reversed(plans):
-                        if plan.target_exists:
-                            conn.execute(delete(plan.target))
+                    # Children before parents, so foreign keys never see an orphan.
+                    for wave in reversed(load_waves(plans)):
+                        for plan in wave:
+                            if plan.target_exists:
+                                conn.execute(delete(plan.target))
             for plan in plans:
                 with conn.begin():
                     stored = state.stored_chunks(conn, self.job, plan.name)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import ferry
 from ferry.config.project import load_project
+from ferry.data.copy import CopyReport, copy_data
+from ferry.data.spec import load_job
 from ferry.quickstart.legacy import LegacySummary, build_legacy_database
 from ferry.schema import commands
 from ferry.schema.execute import StepResult
@@ -41,10 +43,12 @@ class QuickstartResult:
     legacy: LegacySummary
     applied: list[StepResult]
     history: list[HistoryRow]
+    copy: CopyReport | None = None
 
 
 def run_quickstart(folder: Path) -> QuickstartResult:
-    """Build the legacy database, then migrate a new SQLite database to the new schema.
+    """Build the legacy database, migrate a new SQLite database to the new schema, then copy
+    the legacy data into it with the example job's mappings and cleaning rules.
 
     Running it again starts over in the same folder.
     """
@@ -56,6 +60,11 @@ def run_quickstart(folder: Path) -> QuickstartResult:
     shutil.copytree(example_project() / "migrations", migrations)
     (folder / "new.db").unlink(missing_ok=True)
     (folder / "ferry.toml").write_text(PROJECT_TOML, encoding="utf-8")
+    shutil.copy(example_project() / "copy.yaml", folder / "copy.yaml")
     project = load_project(folder / "ferry.toml")
     report = commands.apply(project, "new")
-    return QuickstartResult(folder, legacy, report.results, commands.history(project, "new"))
+    job = folder / "copy.yaml"
+    copied = copy_data(load_job(job), spec_path=job, project=project)
+    return QuickstartResult(
+        folder, legacy, report.results, commands.history(project, "new"), copied
+    )
