@@ -364,4 +364,12 @@ def main(argv: list[str] | None = None) -> Any:
         _fail(f"database error: {reason}".replace("[", "\\["), 3)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except Exception as error:  # a bug in Ferry: say so, briefly
+        if debug:
+            raise
+        _fail(
+            f"internal error: {type(error).__name__}: {error}".replace("[", "\\[")
+            + "\n  hint: run again with --debug for the traceback, and report it",
+            70,
+        )
     return None

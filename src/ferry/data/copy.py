@@ -15,9 +15,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Connection, MetaData, Table, delete, inspect, literal, select, text
+from sqlalchemy import Connection, MetaData, Table, and_, delete, inspect, literal, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.schema import AddConstraint, ForeignKeyConstraint, Index
 
@@ -25,7 +26,16 @@ from ferry.config.project import Project, load_project
 from ferry.data import state
 from ferry.data.chunks import KeyRange, plan_ranges
 from ferry.data.extract import read_chunk
-from ferry.data.spec import JobSpec
+from ferry.data.modes import (
+    Sampler,
+    Window,
+    current_high,
+    is_incremental,
+    is_sample,
+    source_rows,
+    strata_counts,
+)
+from ferry.data.spec import JobSpec, LoadStrategy, OnConflict
 from ferry.data.state import Counts, Reject
 from ferry.data.tables import TablePlan, plan_tables
 from ferry.data.transform import ROW, DataError, Transformer
@@ -137,6 +147,8 @@ class _Job:
         self.done: dict[str, int] = {}
         self.chunk_total: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
+        self.windows: dict[str, Window] = {}
+        self.samplers: dict[str, Sampler] = {}
 
     # --- preparation ---
 
@@ -177,29 +189,74 @@ class _Job:
                             if plan.target_exists:
                                 conn.execute(delete(plan.target))
             for plan in plans:
+                self._check_conflict(plan)
                 with conn.begin():
                     stored = state.stored_chunks(conn, self.job, plan.name)
                 if not stored:
-                    with conn.begin():
+                    with conn.begin(), self.source.connect() as source_conn:
                         status = "existing"
                         if not plan.target_exists:
+                            if not self.spec.load.create_tables:
+                                raise ConfigError(
+                                    f"target has no table `{plan.target_name}` and "
+                                    "load.create_tables is false",
+                                    file=self.spec_path,
+                                    key=f"tables.{plan.name}",
+                                    hint="create it with a migration, or allow create_tables",
+                                )
                             plan.target.create(conn)
                             status = "created"
-                        with self.source.connect() as source_conn:
-                            where = (
-                                text(f"({plan.spec.where})").self_group()
-                                if plan.spec.where
-                                else None
-                            )
-                            ranges = plan_ranges(
-                                source_conn,
-                                plan.source,
-                                plan.key,
-                                rows_per_chunk=self.spec.load.batch_size,
-                                where=where,
-                            )
-                        state.save_plan(conn, self.job, plan.name, ranges, status, self.run_id)
+                        window = (
+                            Window(None, current_high(source_conn, plan))
+                            if is_incremental(plan)
+                            else Window(None, None)
+                        )
+                        ranges = self._ranges(source_conn, plan, window)
+                        state.save_plan(
+                            conn,
+                            self.job,
+                            plan.name,
+                            ranges,
+                            status,
+                            self.run_id,
+                            (window.last, window.high),
+                        )
                         stored = state.stored_chunks(conn, self.job, plan.name)
+                elif is_incremental(plan) and all(
+                    s == "done" for i, (_, s, _) in stored.items() if i != state.TABLE_ROW
+                ):
+                    with conn.begin():
+                        row = state.table_row(conn, self.job, plan.name)
+                    assert row is not None
+                    with self.source.connect() as source_conn:
+                        high = current_high(source_conn, plan)
+                        if high != row[2]:
+                            window = Window(row[2], high)
+                            ranges = self._ranges(source_conn, plan, window)
+                            with conn.begin():
+                                state.new_increment(
+                                    conn,
+                                    self.job,
+                                    plan.name,
+                                    ranges,
+                                    (window.last, window.high),
+                                    self.run_id,
+                                )
+                    with conn.begin():
+                        stored = state.stored_chunks(conn, self.job, plan.name)
+                with conn.begin():
+                    row = state.table_row(conn, self.job, plan.name)
+                if row is not None and is_incremental(plan):
+                    self.windows[plan.name] = Window(row[1], row[2])
+                if is_sample(plan):
+                    assert plan.spec.sample is not None
+                    with self.source.connect() as source_conn:
+                        by = plan.spec.sample.by
+                        self.samplers[plan.name] = Sampler(
+                            plan,
+                            source_rows(source_conn, plan),
+                            strata_counts(source_conn, plan, by) if by else None,
+                        )
                 chunks = {i: c for i, c in stored.items() if i != state.TABLE_ROW}
                 self.chunk_total[plan.name] = len(chunks)
                 counts = Counts()
@@ -213,6 +270,52 @@ class _Job:
                     r for i, (r, s, _) in sorted(chunks.items()) if s == "pending"
                 ]
         return pending
+
+    def _ranges(self, conn: Connection, plan: TablePlan, window: Window) -> list[KeyRange]:
+        parts: list[Any] = []
+        if plan.spec.where:
+            parts.append(text(f"({plan.spec.where})").self_group())
+        if plan.spec.cursor:
+            predicate = window.predicate(plan.source.c[plan.spec.cursor])
+            if predicate is not None:
+                parts.append(predicate)
+        return plan_ranges(
+            conn,
+            plan.source,
+            plan.key,
+            rows_per_chunk=self.spec.load.batch_size,
+            where=and_(*parts) if parts else None,
+        )
+
+    def _check_conflict(self, plan: TablePlan) -> None:
+        if not self._upserts(plan):
+            return
+        conflict = self._conflict(plan)
+        if not conflict:
+            raise ConfigError(
+                f"upserting into `{plan.target_name}` needs conflict columns, and the target "
+                "has no primary key",
+                file=self.spec_path,
+                key=f"tables.{plan.name}.conflict",
+                hint="name the unique columns: `conflict: [id]`",
+            )
+        for column in conflict:
+            if column not in plan.target.c:
+                raise ConfigError(
+                    f"conflict column `{column}` is not in target table `{plan.target_name}`",
+                    file=self.spec_path,
+                    key=f"tables.{plan.name}.conflict",
+                )
+
+    def _upserts(self, plan: TablePlan) -> bool:
+        return self.spec.load.strategy is LoadStrategy.UPSERT or is_incremental(plan)
+
+    def _conflict(self, plan: TablePlan) -> list[str]:
+        return (
+            plan.spec.conflict
+            or self.spec.load.conflict
+            or [c.name for c in plan.target.primary_key.columns]
+        )
 
     # --- running ---
 
@@ -238,7 +341,15 @@ class _Job:
             return
         started = time.perf_counter()
         try:
-            batch = read_chunk(self.source, plan, chunk, descending=transformer.descending)
+            window = self.windows.get(plan.name)
+            extra = (
+                window.predicate(plan.source.c[plan.spec.cursor])
+                if window is not None and plan.spec.cursor
+                else None
+            )
+            batch = read_chunk(
+                self.source, plan, chunk, descending=transformer.descending, extra=extra
+            )
         except Exception as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise SourceReadError(
@@ -247,12 +358,17 @@ class _Job:
                 hint="the chunks done so far are checkpointed: run the same command again to "
                 "resume",
             ) from error
-        out = transformer.apply(batch)
+        sampler = self.samplers.get(plan.name)
+        out = transformer.apply(batch, sampler.keep(batch, chunk) if sampler else None)
         rejects = list(out.rejects)
         with self.target.connect() as conn, conn.begin():
-            written = self._load(conn, plan, out.table, batch, transformer, rejects)
+            written, skipped = self._load(conn, plan, out.table, batch, rejects)
             counts = Counts(
-                out.counts.read, written, len(rejects), out.counts.filtered, out.counts.deduped
+                out.counts.read,
+                written,
+                len(rejects),
+                out.counts.filtered,
+                out.counts.deduped + skipped,
             )
             state.write_rejects(conn, self.job, self.run_id, rejects)
             state.mark_done(conn, self.job, plan.name, chunk.index, counts, self.run_id)
@@ -264,20 +380,19 @@ class _Job:
         plan: TablePlan,
         data: pa.Table,
         batch: pa.Table,
-        transformer: Transformer,
         rejects: list[Reject],
-    ) -> int:
-        """Load a batch; when the database refuses it, find the refused rows by halving."""
-        adapter = self.target.adapter
+    ) -> tuple[int, int]:
+        """Load a batch; when the database refuses it, find the refused rows by halving.
+
+        Returns rows written (inserted or updated) and rows skipped as existing duplicates.
+        """
         rows = data[ROW]
         payload = data.drop_columns([ROW])
         try:
             with conn.begin_nested():
-                adapter.bulk_insert(conn, plan.target, payload)
-            return int(data.num_rows)
-        except sa_exc.DBAPIError:
-            pass
-        except self.target.engine.dialect.loaded_dbapi.Error:
+                written = self._write(conn, plan, payload)
+            return written, data.num_rows - written
+        except (sa_exc.DBAPIError, self.target.engine.dialect.loaded_dbapi.Error):
             pass
         if data.num_rows == 1:
             error = self._single_row_error(conn, plan, payload)
@@ -287,16 +402,29 @@ class _Job:
                     plan.name, [original.get(k) for k in plan.key] or None, "load", error, original
                 )
             )
-            return 0
+            return 0, 0
         half = data.num_rows // 2
-        return self._load(
-            conn, plan, data.slice(0, half), batch, transformer, rejects
-        ) + self._load(conn, plan, data.slice(half), batch, transformer, rejects)
+        first = self._load(conn, plan, data.slice(0, half), batch, rejects)
+        second = self._load(conn, plan, data.slice(half), batch, rejects)
+        return first[0] + second[0], first[1] + second[1]
+
+    def _write(self, conn: Connection, plan: TablePlan, payload: pa.Table) -> int:
+        adapter = self.target.adapter
+        if self._upserts(plan) and self.spec.load.on_conflict is not OnConflict.FAIL:
+            return adapter.upsert(
+                conn,
+                plan.target,
+                payload,
+                self._conflict(plan),
+                update=self.spec.load.on_conflict is OnConflict.UPDATE,
+            )
+        adapter.bulk_insert(conn, plan.target, payload)
+        return int(payload.num_rows)
 
     def _single_row_error(self, conn: Connection, plan: TablePlan, payload: pa.Table) -> str:
         try:
             with conn.begin_nested():
-                self.target.adapter.bulk_insert(conn, plan.target, payload)
+                self._write(conn, plan, payload)
         except Exception as error:  # the database's own words, for the rejects table
             orig = getattr(error, "orig", error)
             return str(orig).strip().splitlines()[0]
@@ -346,34 +474,47 @@ class _Job:
     # --- after the load ---
 
     def finalize(self, plans: list[TablePlan], report: CopyReport) -> None:
-        """Build deferred indexes and foreign keys of the tables Ferry created."""
+        """Build deferred indexes and foreign keys of the tables Ferry created.
+
+        Commit as you go: each index and constraint commits on its own, so a failure of one
+        (an orphan row refusing a foreign key) is reported and leaves the others in place.
+        """
         with self.target.connect() as conn:
             created = []
-            with conn.begin():
-                for plan in plans:
-                    stored = state.stored_chunks(conn, self.job, plan.name)
-                    if stored.get(state.TABLE_ROW, (None, "", None))[1] == "created":
-                        created.append(plan)
+            for plan in plans:
+                row = state.table_row(conn, self.job, plan.name)
+                if row is not None and row[0] == "created":
+                    created.append(plan)
+            conn.commit()
             if not created:
                 return
             meta = MetaData()
-            inspector = inspect(conn)
             for plan in created:
-                table = Table(plan.target_name, meta, autoload_with=conn)
-                names = {i["name"] for i in inspector.get_indexes(plan.target_name)}
-                for spec in plan.deferred_indexes:
-                    if spec.name not in names:
-                        with conn.begin():
-                            Index(
-                                spec.name, *[table.c[c] for c in spec.columns], unique=spec.unique
-                            ).create(conn)
-                with conn.begin():
-                    self.target.adapter.reset_identity(conn, table)
+                Table(plan.target_name, meta, autoload_with=conn)
+            inspector = inspect(conn)
+            indexes = {
+                p.target_name: {i["name"] for i in inspector.get_indexes(p.target_name)}
+                for p in created
+            }
+            fks = {
+                p.target_name: {f["name"] for f in inspector.get_foreign_keys(p.target_name)}
+                for p in created
+            }
+            conn.commit()
             for plan in created:
                 table = meta.tables[plan.target_name]
-                fks = {f["name"] for f in inspector.get_foreign_keys(plan.target_name)}
+                for spec in plan.deferred_indexes:
+                    if spec.name not in indexes[plan.target_name]:
+                        Index(
+                            spec.name, *[table.c[c] for c in spec.columns], unique=spec.unique
+                        ).create(conn)
+                        conn.commit()
+                self.target.adapter.reset_identity(conn, table)
+                conn.commit()
+            for plan in created:
+                table = meta.tables[plan.target_name]
                 for fk in plan.deferred_fks:
-                    if fk.name in fks or fk.referred_table not in meta.tables:
+                    if fk.name in fks[plan.target_name] or fk.referred_table not in meta.tables:
                         continue
                     constraint = ForeignKeyConstraint(
                         fk.columns,
@@ -382,16 +523,17 @@ class _Job:
                     )
                     table.append_constraint(constraint)
                     try:
-                        with conn.begin():
-                            conn.execute(AddConstraint(constraint))
+                        conn.execute(AddConstraint(constraint))
+                        conn.commit()
                     except sa_exc.DBAPIError as error:
+                        conn.rollback()
                         reason = str(error.orig).strip().splitlines()[0]
                         report.warnings.append(
                             f"foreign key {fk.name} on `{plan.target_name}` was not created: "
                             f"{reason}"
                         )
-                with conn.begin():
-                    state.set_table_status(conn, self.job, plan.name, "finalized")
+                state.set_table_status(conn, self.job, plan.name, "finalized")
+                conn.commit()
 
 
 def load_waves(plans: list[TablePlan]) -> list[list[TablePlan]]:

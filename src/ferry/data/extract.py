@@ -18,14 +18,22 @@ from ferry.db.target import Target
 
 
 def chunk_query(
-    source: Target, plan: TablePlan, chunk: KeyRange, *, descending: bool = False
+    source: Target,
+    plan: TablePlan,
+    chunk: KeyRange,
+    *,
+    descending: bool = False,
+    extra: Any = None,
 ) -> Select[Any]:
     table = plan.source
-    wanted = list(dict.fromkeys([*plan.mapping, *plan.key]))
+    extras = [plan.spec.sample.by] if plan.spec.sample and plan.spec.sample.by else []
+    wanted = list(dict.fromkeys([*plan.mapping, *plan.key, *extras]))
     columns = [source.adapter.read_expression(table.c[name]) for name in wanted]
     query = select(*columns).select_from(table)
     if plan.spec.where:
         query = query.where(text(f"({plan.spec.where})"))
+    if extra is not None:
+        query = query.where(extra)
     predicate = range_predicate(table, plan.key, chunk)
     if predicate is not None:
         query = query.where(predicate)
@@ -41,9 +49,15 @@ def render(source: Target, query: Select[Any]) -> str:
 
 
 def read_chunk(
-    source: Target, plan: TablePlan, chunk: KeyRange, *, descending: bool = False
+    source: Target,
+    plan: TablePlan,
+    chunk: KeyRange,
+    *,
+    descending: bool = False,
+    extra: Any = None,
 ) -> pa.Table:
-    query = chunk_query(source, plan, chunk, descending=descending)
+    """Rows of one chunk; `extra` adds a predicate (an incremental window)."""
+    query = chunk_query(source, plan, chunk, descending=descending, extra=extra)
     url = source.adapter.connectorx_url(source.url)
     if url is not None:
         table = cx.read_sql(url, render(source, query), return_type="arrow")

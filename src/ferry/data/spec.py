@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ferry.config.expand import expand_tree
 from ferry.errors import ConfigError
@@ -76,6 +83,28 @@ class Rule(StrEnum):
 class Keep(StrEnum):
     FIRST = "first"
     LAST = "last"
+
+
+class Mode(StrEnum):
+    FULL = "full"
+    INCREMENTAL = "incremental"
+    SAMPLE = "sample"
+
+
+class SampleMethod(StrEnum):
+    RANDOM = "random"
+    SYSTEMATIC = "systematic"
+    STRATIFIED = "stratified"
+
+
+class Sample(_Model):
+    """A rehearsal subset: `rows` or `percent`; `by` names the strata column (source name)."""
+
+    method: SampleMethod = SampleMethod.RANDOM
+    rows: int | None = Field(default=None, ge=1)
+    percent: float | None = Field(default=None, gt=0, le=100)
+    by: str | None = None
+    seed: int = 42
 
 
 class LoadStrategy(StrEnum):
@@ -129,8 +158,28 @@ class TableSpec(_Model):
     dedupe: Dedupe | None = None
     derive: dict[str, str] = {}
     key: list[str] | None = None
+    mode: Mode = Mode.FULL
+    cursor: str | None = Field(default=None, description="incremental: source column")
+    sample: Sample | None = None
+    conflict: list[str] | None = Field(default=None, description="upsert: target columns")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _mode_needs(self) -> TableSpec:
+        if self.mode is Mode.INCREMENTAL and not self.cursor:
+            raise ValueError(
+                "mode `incremental` needs `cursor`: the column that grows "
+                "with every change, such as updated_at"
+            )
+        if self.mode is Mode.SAMPLE:
+            if self.sample is None or (self.sample.rows is None) == (self.sample.percent is None):
+                raise ValueError(
+                    "mode `sample` needs `sample` with exactly one of `rows` or `percent`"
+                )
+            if self.sample.method is SampleMethod.STRATIFIED and not self.sample.by:
+                raise ValueError("a stratified sample needs `by`, the column of the strata")
+        return self
 
     def value_maps(self) -> dict[str, ValueMap]:
         return {

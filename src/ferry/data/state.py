@@ -128,15 +128,22 @@ def stored_chunks(
 
 
 def save_plan(
-    conn: Connection, job: str, table: str, chunks: list[KeyRange], table_status: str, run_id: str
+    conn: Connection,
+    job: str,
+    table: str,
+    chunks: list[KeyRange],
+    table_status: str,
+    run_id: str,
+    window: tuple[str | None, str | None] = (None, None),
 ) -> None:
+    """Record a table's chunk plan; `window` holds an incremental run's cursor bounds."""
     values = [
         {
             "job": job,
             "table_name": table,
             "chunk": TABLE_ROW,
-            "lo": None,
-            "hi": None,
+            "lo": window[0],
+            "hi": window[1],
             "status": table_status,
             "rows_read": 0,
             "rows_written": 0,
@@ -151,6 +158,77 @@ def save_plan(
         lo, hi = chunk.to_json()
         values.append({**values[0], "chunk": chunk.index, "lo": lo, "hi": hi, "status": "pending"})
     conn.execute(insert(checkpoints), values)
+
+
+TableRow = tuple[str, str | None, str | None]
+
+
+def table_row(conn: Connection, job: str, table: str) -> TableRow | None:
+    """Status and incremental window (last, high) of a table, if it was planned."""
+    row = conn.execute(
+        select(checkpoints.c.status, checkpoints.c.lo, checkpoints.c.hi).where(
+            and_(
+                checkpoints.c.job == job,
+                checkpoints.c.table_name == table,
+                checkpoints.c.chunk == TABLE_ROW,
+            )
+        )
+    ).first()
+    return (row[0], row[1], row[2]) if row else None
+
+
+def new_increment(
+    conn: Connection,
+    job: str,
+    table: str,
+    chunks: list[KeyRange],
+    window: tuple[str | None, str | None],
+    run_id: str,
+) -> None:
+    """Replace a finished increment's chunks with the next one's."""
+    conn.execute(
+        delete(checkpoints).where(
+            and_(
+                checkpoints.c.job == job,
+                checkpoints.c.table_name == table,
+                checkpoints.c.chunk >= 0,
+            )
+        )
+    )
+    conn.execute(
+        update(checkpoints)
+        .where(
+            and_(
+                checkpoints.c.job == job,
+                checkpoints.c.table_name == table,
+                checkpoints.c.chunk == TABLE_ROW,
+            )
+        )
+        .values(lo=window[0], hi=window[1], run_id=run_id, updated_at=now())
+    )
+    stamp = now()
+    if chunks:
+        conn.execute(
+            insert(checkpoints),
+            [
+                {
+                    "job": job,
+                    "table_name": table,
+                    "chunk": c.index,
+                    "lo": c.to_json()[0],
+                    "hi": c.to_json()[1],
+                    "status": "pending",
+                    "rows_read": 0,
+                    "rows_written": 0,
+                    "rows_rejected": 0,
+                    "rows_filtered": 0,
+                    "rows_deduped": 0,
+                    "run_id": run_id,
+                    "updated_at": stamp,
+                }
+                for c in chunks
+            ],
+        )
 
 
 def mark_done(

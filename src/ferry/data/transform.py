@@ -127,10 +127,13 @@ class Transformer:
         wanted = list(plan.mapping.values()) + list(spec.derive)
         self.load_columns = [c for c in plan.target.columns if c.name in wanted]
 
-    def apply(self, batch: pa.Table) -> Transformed:
+    def apply(self, batch: pa.Table, keep: pa.Array | None = None) -> Transformed:
+        """Transform one batch; rows outside `keep` (a sample) count as filtered."""
         n = batch.num_rows
-        rows = pa.array(range(n), pa.int64())
+        rows = pa.array(np.arange(n, dtype=np.int64))
         marks = _Marks(n)
+        if keep is not None:
+            marks.filter_out(pc.invert(keep), rows)
         work = pa.table(
             {target: batch[source] for source, target in self.plan.mapping.items()} | {ROW: rows}
         )

@@ -161,6 +161,13 @@ class Adapter:
         finally:
             cursor.close()
 
+    def upsert(
+        self, conn: Connection, table: Table, data: pa.Table, conflict: list[str], update: bool
+    ) -> int:
+        """Insert rows; rows whose `conflict` columns match an existing row update it
+        (`update`) or are skipped. Returns how many rows were inserted or updated."""
+        raise NotImplementedError(f"upsert is not available for {self.name}")
+
     def reset_identity(self, conn: Connection, table: Table) -> None:
         """After loading explicit ids, make the next generated id follow the largest one."""
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import Connection, func, literal_column, text
+import pyarrow as pa
+from sqlalchemy import Connection, Table, func, literal_column, text
 from sqlalchemy import types as sat
+from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import URL
 
 from ferry.db.adapter import Adapter, LockHolder, register
@@ -81,6 +83,26 @@ class MySQLAdapter(Adapter):
         if isinstance(column.type, (sat.Date, sat.DateTime)):
             return func.nullif(column, literal_column("0"), type_=column.type).label(column.name)
         return column
+
+    def upsert(
+        self, conn: Connection, table: Table, data: pa.Table, conflict: list[str], update: bool
+    ) -> int:
+        """INSERT ... ON DUPLICATE KEY UPDATE (a no-op update to skip)."""
+        if data.num_rows == 0:
+            return 0
+        names = data.column_names
+        statement = mysql_insert(table)
+        if update:
+            changes = {n: statement.inserted[n] for n in names if n not in conflict}
+        else:
+            changes = {conflict[0]: table.c[conflict[0]]}
+        statement = statement.on_duplicate_key_update(changes or {names[0]: table.c[names[0]]})
+        rows = data.to_pylist()
+        result = conn.execute(statement, rows)
+        if update:
+            return len(rows)
+        # Skipped rows report 0 affected rows; inserted ones 1.
+        return int(result.rowcount)
 
     def create_database(self, admin: Connection, name: str) -> None:
         admin.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")

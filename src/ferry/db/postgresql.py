@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import uuid
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
-from sqlalchemy import Connection, Table, text
+from sqlalchemy import Column, Connection, MetaData, Table, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL
 
 from ferry.db.adapter import Adapter, LockHolder, client_label, register
@@ -104,6 +106,31 @@ class PostgresAdapter(Adapter):
                 copy.write(buffer.getbuffer())
         finally:
             cursor.close()
+
+    def upsert(
+        self, conn: Connection, table: Table, data: pa.Table, conflict: list[str], update: bool
+    ) -> int:
+        """COPY into a temporary table, then one INSERT ... ON CONFLICT from it."""
+        if data.num_rows == 0:
+            return 0
+        preparer = conn.dialect.identifier_preparer
+        stage_name = f"ferry_stage_{uuid.uuid4().hex[:12]}"
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE {preparer.quote(stage_name)} "
+            f"(LIKE {preparer.format_table(table)}) ON COMMIT DROP"
+        )
+        stage = Table(stage_name, MetaData(), *[Column(c.name, c.type) for c in table.columns])
+        self.bulk_insert(conn, stage, data)
+        names = data.column_names
+        statement = pg_insert(table).from_select(names, select(*[stage.c[n] for n in names]))
+        if update:
+            statement = statement.on_conflict_do_update(
+                index_elements=conflict,
+                set_={n: statement.excluded[n] for n in names if n not in conflict},
+            )
+        else:
+            statement = statement.on_conflict_do_nothing(index_elements=conflict)
+        return int(conn.execute(statement).rowcount)
 
     def reset_identity(self, conn: Connection, table: Table) -> None:
         preparer = conn.dialect.identifier_preparer

@@ -8,7 +8,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event
+import pyarrow as pa
+from sqlalchemy import Connection, Engine, Table, event
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import StaticPool
 
@@ -133,6 +135,26 @@ class SQLiteAdapter(Adapter):
         if path is None:
             return _MemoryLockSession(f"{id(engine)}:{key}")
         return _FileLockSession(path)
+
+    def upsert(
+        self, conn: Connection, table: Table, data: pa.Table, conflict: list[str], update: bool
+    ) -> int:
+        if data.num_rows == 0:
+            return 0
+        names = data.column_names
+        statement = sqlite_insert(table)
+        if update:
+            statement = statement.on_conflict_do_update(
+                index_elements=conflict,
+                set_={n: statement.excluded[n] for n in names if n not in conflict},
+            )
+        else:
+            statement = statement.on_conflict_do_nothing(index_elements=conflict)
+        rows = data.to_pylist()
+        before = conn.connection.dbapi_connection.total_changes  # type: ignore[union-attr]
+        conn.execute(statement, rows)
+        after = conn.connection.dbapi_connection.total_changes  # type: ignore[union-attr]
+        return len(rows) if update else int(after - before)
 
     def connectorx_url(self, url: URL) -> str | None:
         path = database_path(url)

@@ -1,0 +1,139 @@
+"""Extraction modes beyond a full copy: incremental windows on a cursor column, and samples.
+
+Incremental: each run copies rows with `last < cursor <= high`, where `high` is the cursor's
+maximum when the run planned its chunks; `last` is kept in the target's checkpoint table.
+Samples are decided per chunk from a seed, so a resumed run samples the same rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Column, Connection, and_, func, literal, or_, select, text
+from sqlalchemy import types as sat
+from sqlalchemy.sql.elements import ColumnElement
+
+from ferry.data.chunks import KeyRange
+from ferry.data.spec import Mode, SampleMethod
+from ferry.data.tables import TablePlan
+
+
+@dataclass(frozen=True)
+class Window:
+    """Cursor bounds of one incremental run (JSON-encoded values as stored)."""
+
+    last: str | None
+    high: str | None
+
+    def predicate(self, column: Column[Any]) -> ColumnElement[bool] | None:
+        parts = []
+        if self.last is not None:
+            parts.append(column > literal(decode(column, self.last), column.type))
+        if self.high is not None:
+            upper = column <= literal(decode(column, self.high), column.type)
+            # The first run also takes rows whose cursor was never set.
+            parts.append(upper if self.last is not None else or_(upper, column.is_(None)))
+        return and_(*parts) if parts else None
+
+
+def encode(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime | date):
+        return json.dumps(value.isoformat())
+    if isinstance(value, Decimal):
+        return json.dumps(str(value))
+    return json.dumps(value)
+
+
+def decode(column: Column[Any], raw: str) -> Any:
+    value = json.loads(raw)
+    if isinstance(column.type, sat.DateTime):
+        return datetime.fromisoformat(value)
+    if isinstance(column.type, sat.Date):
+        return date.fromisoformat(value)
+    if isinstance(column.type, sat.Numeric) and not isinstance(column.type, sat.Float):
+        return Decimal(value)
+    return value
+
+
+def current_high(conn: Connection, plan: TablePlan) -> str | None:
+    assert plan.spec.cursor is not None
+    column = plan.source.c[plan.spec.cursor]
+    query = select(func.max(column)).select_from(plan.source)
+    if plan.spec.where:
+        query = query.where(text(f"({plan.spec.where})"))
+    return encode(conn.execute(query).scalar())
+
+
+def source_rows(conn: Connection, plan: TablePlan) -> int:
+    query = select(func.count()).select_from(plan.source)
+    if plan.spec.where:
+        query = query.where(text(f"({plan.spec.where})"))
+    return int(conn.execute(query).scalar() or 0)
+
+
+def strata_counts(conn: Connection, plan: TablePlan, by: str) -> dict[str, int]:
+    column = plan.source.c[by]
+    query = select(column, func.count()).select_from(plan.source).group_by(column)
+    if plan.spec.where:
+        query = query.where(text(f"({plan.spec.where})"))
+    return {str(value): int(count) for value, count in conn.execute(query)}
+
+
+class Sampler:
+    """Which rows of a chunk belong to the sample (deterministic per chunk)."""
+
+    def __init__(self, plan: TablePlan, total: int, strata: dict[str, int] | None) -> None:
+        assert plan.spec.sample is not None
+        self.plan = plan
+        self.sample = plan.spec.sample
+        if self.sample.percent is not None:
+            self.fraction = self.sample.percent / 100
+        else:
+            self.fraction = min(1.0, (self.sample.rows or 0) / total) if total else 0.0
+        self.strata = strata or {}
+
+    def _rng(self, chunk: KeyRange) -> np.random.Generator:
+        seed = hashlib.sha256(f"{self.sample.seed}:{self.plan.name}:{chunk.index}".encode())
+        return np.random.default_rng(int.from_bytes(seed.digest()[:8], "big"))
+
+    def keep(self, batch: pa.Table, chunk: KeyRange) -> pa.Array:
+        n = batch.num_rows
+        method = self.sample.method
+        if method is SampleMethod.SYSTEMATIC:
+            step = max(1, round(1 / self.fraction)) if self.fraction else n + 1
+            key = self.plan.key[0] if len(self.plan.key) == 1 else None
+            if key is not None and pa.types.is_integer(batch[key].type):
+                return pc.equal(pc.remainder(batch[key], step), 0)
+            return pa.array(np.arange(n) % step == 0)
+        draws = self._rng(chunk).random(n)
+        if method is SampleMethod.RANDOM or not self.sample.by:
+            return pa.array(draws < self.fraction)
+        # Stratified: each stratum keeps its share, and even a small one keeps a row.
+        values = pc.cast(batch[self.sample.by], pa.string())
+        fractions = {
+            stratum: min(1.0, max(1, round(count * self.fraction)) / count)
+            for stratum, count in self.strata.items()
+            if count
+        }
+        index = pc.index_in(values, value_set=pa.array(list(fractions), pa.string()))
+        shares = pc.take(pa.array(list(fractions.values()), pa.float64()), index)
+        per_row = pc.fill_null(shares, self.fraction).to_numpy(zero_copy_only=False)
+        return pa.array(draws < per_row)
+
+
+def is_incremental(plan: TablePlan) -> bool:
+    return plan.spec.mode is Mode.INCREMENTAL
+
+
+def is_sample(plan: TablePlan) -> bool:
+    return plan.spec.mode is Mode.SAMPLE
