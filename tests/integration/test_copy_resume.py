@@ -47,7 +47,9 @@ START_TIMEOUT = 60.0
 
 def _cat(dialect: str, *parts: str) -> str:
     """String concatenation: MariaDB's || is OR, SQLite 3.40 has no CONCAT()."""
-    return f"CONCAT({', '.join(parts)})" if dialect == "mysql" else " || ".join(parts)
+    if dialect == "mysql":
+        return f"CONCAT({', '.join(parts)})"
+    return " || ".join(f"({part})" for part in parts)  # || binds tighter than % in SQLite
 
 
 def _series(dialect: str, count: int) -> str:
@@ -378,6 +380,7 @@ def test_dedupe_killed_mid_run_reseeds_from_the_target(
     source = make_db("sqlite")
     target = make_db("postgresql")
     _fill_people("sqlite", source)
+    assert _rows(source, "SELECT COUNT(DISTINCT LOWER(email)) FROM people") == [(DEDUPE_KEYS,)]
     job = _write_job(
         tmp_path / "job.yaml",
         source,

@@ -317,6 +317,15 @@ def copy(
                 "in the target (`--restart` copies again)"
             )
         out.print(render.copy_table(report))
+        rebuilt = [d for d in report.deferred if d.error is None]
+        if rebuilt:
+            out.print(
+                "set aside for the load and rebuilt: "
+                + ", ".join(f"{d.kind} {d.name} on {d.table}" for d in rebuilt),
+                highlight=False,
+            )
+        for item in report.needs_translation:
+            out.print(f"[yellow]needs translation:[/] {item}", highlight=False)
         for warning in report.warnings:
             out.print(f"[yellow]warning:[/] {warning}", highlight=False)
 

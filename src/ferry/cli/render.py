@@ -205,6 +205,7 @@ def copy_json(report: CopyReport) -> dict[str, Any]:
         "balanced": report.balanced,
         "warnings": report.warnings,
         "needs_translation": report.needs_translation,
+        "deferred": [asdict(d) for d in report.deferred],
         "tables": [
             {
                 "table": t.source,

@@ -23,8 +23,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.schema import AddConstraint, ForeignKeyConstraint, Index
 
 from ferry.config.project import Project, load_project
-from ferry.data import state
+from ferry.data import deferral, state
 from ferry.data.chunks import KeyRange, plan_ranges
+from ferry.data.deferral import Restored
 from ferry.data.extract import read_chunk
 from ferry.data.modes import (
     Sampler,
@@ -76,6 +77,8 @@ class CopyReport:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     needs_translation: list[str] = field(default_factory=list)
+    #: Indexes, foreign keys and triggers set aside during the load, and how each came back.
+    deferred: list[Restored] = field(default_factory=list)
 
     @property
     def totals(self) -> Counts:
@@ -148,6 +151,7 @@ class _Job:
         self.chunk_total: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
         self.windows: dict[str, Window] = {}
+        self.report_warnings: list[str] = []
         self.samplers: dict[str, Sampler] = {}
 
     # --- preparation ---
@@ -471,6 +475,32 @@ class _Job:
             self.failure = error
         self.abort.set()
 
+    def set_aside(self, plans: list[TablePlan]) -> None:
+        """Drop secondary indexes, foreign keys and triggers of existing target tables for
+        the load, recording each in ferry_deferred first."""
+        if not self.spec.load.defer_indexes:
+            return
+        names = [p.target_name for p in plans if p.target_exists]
+        with self.target.connect() as conn:
+            deferral.ensure(conn)
+            conn.commit()
+            deferral.set_aside(conn, self.target.adapter, self.job, names)
+
+    def restore_deferred(self) -> list[Restored]:
+        """Rebuild what set_aside dropped, after success and after failure alike."""
+        with self.target.connect() as conn:
+            if not inspect(conn).has_table(deferral.deferred.name):
+                return []
+            conn.commit()
+            restored = deferral.restore(conn, self.job)
+        failed = [r for r in restored if r.error]
+        for item in failed:
+            self.report_warnings.append(
+                f"{item.kind} {item.name} on `{item.table}` could not be restored: {item.error}; "
+                "its definition stays in ferry_deferred and the next run tries again"
+            )
+        return restored
+
     # --- after the load ---
 
     def finalize(self, plans: list[TablePlan], report: CopyReport) -> None:
@@ -587,29 +617,36 @@ def copy_data(
         job.check_filters(plans)
         report.needs_translation = [f"view {v}" for v in inspect(source.engine).get_view_names()]
         pending = job.prepare(plans, restart)
-        transformers = {plan.name: Transformer(plan) for plan in plans}
-        resumed = {p.name: job.done[p.name] for p in plans}
-        with ThreadPoolExecutor(max_workers=workers or spec.load.workers) as pool:
-            # Tables whose target references another job table wait for it: a child row
-            # then finds its parent, and a true orphan is rejected with the database's reason.
-            for wave in load_waves(plans):
-                futures = []
-                for plan in wave:
-                    transformer = transformers[plan.name]
-                    chunks = pending[plan.name]
-                    if transformer.deduper is not None:
-                        futures.append(pool.submit(job.run_table, plan, transformer, chunks))
-                    else:
-                        futures.extend(
-                            pool.submit(job.run_chunk, plan, transformer, chunk) for chunk in chunks
-                        )
-                for future in futures:
-                    try:
-                        future.result()
-                    except BaseException as error:  # first failure stops the rest
-                        job._stop(error)
-                if job.failure is not None:
-                    break
+        job.set_aside(plans)
+        try:
+            transformers = {plan.name: Transformer(plan) for plan in plans}
+            resumed = {p.name: job.done[p.name] for p in plans}
+            with ThreadPoolExecutor(max_workers=workers or spec.load.workers) as pool:
+                # Tables whose target references another job table wait for it: a child row
+                # then finds its parent; a true orphan is rejected with the reason.
+                for wave in load_waves(plans):
+                    futures = []
+                    for plan in wave:
+                        transformer = transformers[plan.name]
+                        chunks = pending[plan.name]
+                        if transformer.deduper is not None:
+                            futures.append(pool.submit(job.run_table, plan, transformer, chunks))
+                        else:
+                            futures.extend(
+                                pool.submit(job.run_chunk, plan, transformer, chunk)
+                                for chunk in chunks
+                            )
+                    for future in futures:
+                        try:
+                            future.result()
+                        except BaseException as error:  # first failure stops the rest
+                            job._stop(error)
+                    if job.failure is not None:
+                        break
+        finally:
+            # Also after a failure: nothing stays dropped without a record of it.
+            report.deferred = job.restore_deferred()
+            report.warnings.extend(job.report_warnings)
         report.tables = [
             TableReport(
                 p.name,

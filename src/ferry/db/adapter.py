@@ -28,6 +28,17 @@ def client_label() -> str:
 
 
 @dataclass(frozen=True)
+class DeferredObject:
+    """An index, foreign key or trigger set that a bulk load sets aside and rebuilds."""
+
+    table: str
+    kind: str  # index | foreign_key | triggers
+    name: str
+    drop_sql: str
+    restore_sql: str
+
+
+@dataclass(frozen=True)
 class LockHolder:
     """Who holds a migration lock, as far as the database can tell."""
 
@@ -167,6 +178,11 @@ class Adapter:
         """Insert rows; rows whose `conflict` columns match an existing row update it
         (`update`) or are skipped. Returns how many rows were inserted or updated."""
         raise NotImplementedError(f"upsert is not available for {self.name}")
+
+    def deferrable_objects(self, conn: Connection, table: str) -> list[DeferredObject]:
+        """Secondary indexes, foreign keys and triggers of a table that a load can set aside
+        (primary keys and unique indexes stay: they keep the load honest)."""
+        return []
 
     def reset_identity(self, conn: Connection, table: Table) -> None:
         """After loading explicit ids, make the next generated id follow the largest one."""

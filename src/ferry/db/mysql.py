@@ -11,7 +11,7 @@ from sqlalchemy import types as sat
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import URL
 
-from ferry.db.adapter import Adapter, LockHolder, register
+from ferry.db.adapter import Adapter, DeferredObject, LockHolder, register
 
 _AT_LINE = re.compile(r"at line (\d+)")
 # Server error codes meaning "that object is not there".
@@ -103,6 +103,70 @@ class MySQLAdapter(Adapter):
             return len(rows)
         # Skipped rows report 0 affected rows; inserted ones 1.
         return int(result.rowcount)
+
+    def deferrable_objects(self, conn: Connection, table: str) -> list[DeferredObject]:
+        """Non-unique secondary indexes (not the ones a foreign key needs) and foreign keys.
+
+        MySQL cannot disable triggers; they keep firing during the load.
+        """
+        found: list[DeferredObject] = []
+        quoted = f"`{table}`"
+        fk_rows = conn.execute(
+            text(
+                "SELECT k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, "
+                "k.REFERENCED_COLUMN_NAME, r.UPDATE_RULE, r.DELETE_RULE "
+                "FROM information_schema.KEY_COLUMN_USAGE k "
+                "JOIN information_schema.REFERENTIAL_CONSTRAINTS r "
+                "ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA "
+                "AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME "
+                "WHERE k.TABLE_SCHEMA = DATABASE() AND k.TABLE_NAME = :t "
+                "ORDER BY k.CONSTRAINT_NAME, k.ORDINAL_POSITION"
+            ),
+            {"t": table},
+        ).all()
+        fks: dict[str, list[Any]] = {}
+        for row in fk_rows:
+            fks.setdefault(row[0], []).append(row)
+        for name, rows in fks.items():
+            cols = ", ".join(f"`{r[1]}`" for r in rows)
+            refs = ", ".join(f"`{r[3]}`" for r in rows)
+            found.append(
+                DeferredObject(
+                    table,
+                    "foreign_key",
+                    name,
+                    f"ALTER TABLE {quoted} DROP FOREIGN KEY `{name}`",
+                    f"ALTER TABLE {quoted} ADD CONSTRAINT `{name}` FOREIGN KEY ({cols}) "
+                    f"REFERENCES `{rows[0][2]}` ({refs}) ON UPDATE {rows[0][4]} "
+                    f"ON DELETE {rows[0][5]}",
+                )
+            )
+        index_rows = conn.execute(
+            text(
+                "SELECT INDEX_NAME, COLUMN_NAME, SUB_PART, INDEX_TYPE "
+                "FROM information_schema.STATISTICS "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND NON_UNIQUE = 1 "
+                "ORDER BY INDEX_NAME, SEQ_IN_INDEX"
+            ),
+            {"t": table},
+        ).all()
+        indexes: dict[str, list[Any]] = {}
+        for row in index_rows:
+            indexes.setdefault(row[0], []).append(row)
+        for name, rows in indexes.items():
+            if name in fks or rows[0][3] not in ("BTREE", "HASH"):
+                continue  # InnoDB would refuse to drop an index a foreign key uses
+            cols = ", ".join(f"`{r[1]}`" + (f"({r[2]})" if r[2] else "") for r in rows)
+            found.append(
+                DeferredObject(
+                    table,
+                    "index",
+                    name,
+                    f"DROP INDEX `{name}` ON {quoted}",
+                    f"CREATE INDEX `{name}` ON {quoted} ({cols})",
+                )
+            )
+        return found
 
     def create_database(self, admin: Connection, name: str) -> None:
         admin.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")

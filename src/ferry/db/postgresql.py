@@ -13,7 +13,7 @@ from sqlalchemy import Column, Connection, MetaData, Table, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL
 
-from ferry.db.adapter import Adapter, LockHolder, client_label, register
+from ferry.db.adapter import Adapter, DeferredObject, LockHolder, client_label, register
 
 
 def lock_key(key: str) -> int:
@@ -131,6 +131,62 @@ class PostgresAdapter(Adapter):
         else:
             statement = statement.on_conflict_do_nothing(index_elements=conflict)
         return int(conn.execute(statement).rowcount)
+
+    def deferrable_objects(self, conn: Connection, table: str) -> list[DeferredObject]:
+        found: list[DeferredObject] = []
+        preparer = conn.dialect.identifier_preparer
+        quoted = preparer.quote(table)
+        indexes = conn.execute(
+            text(
+                "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
+                "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+                "WHERE t.relname = :t AND t.relnamespace = to_regnamespace(current_schema())::oid "
+                "AND NOT x.indisprimary AND NOT x.indisunique"
+            ),
+            {"t": table},
+        ).all()
+        for name, definition in indexes:
+            found.append(
+                DeferredObject(
+                    table, "index", name, f"DROP INDEX {preparer.quote(name)}", definition
+                )
+            )
+        fks = conn.execute(
+            text(
+                "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+                "JOIN pg_class t ON t.oid = c.conrelid WHERE c.contype = 'f' AND t.relname = :t "
+                "AND t.relnamespace = to_regnamespace(current_schema())::oid"
+            ),
+            {"t": table},
+        ).all()
+        for name, definition in fks:
+            found.append(
+                DeferredObject(
+                    table,
+                    "foreign_key",
+                    name,
+                    f"ALTER TABLE {quoted} DROP CONSTRAINT {preparer.quote(name)}",
+                    f"ALTER TABLE {quoted} ADD CONSTRAINT {preparer.quote(name)} {definition}",
+                )
+            )
+        triggers = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_trigger g JOIN pg_class t ON t.oid = g.tgrelid "
+                "WHERE t.relname = :t AND NOT g.tgisinternal AND g.tgenabled <> 'D'"
+            ),
+            {"t": table},
+        ).scalar()
+        if triggers:
+            found.append(
+                DeferredObject(
+                    table,
+                    "triggers",
+                    "user triggers",
+                    f"ALTER TABLE {quoted} DISABLE TRIGGER USER",
+                    f"ALTER TABLE {quoted} ENABLE TRIGGER USER",
+                )
+            )
+        return found
 
     def reset_identity(self, conn: Connection, table: Table) -> None:
         preparer = conn.dialect.identifier_preparer

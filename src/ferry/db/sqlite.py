@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Connection, Engine, Table, event
+from sqlalchemy import Connection, Engine, Table, event, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import StaticPool
 
 from ferry.config.project import PoolConfig
-from ferry.db.adapter import Adapter, register
+from ferry.db.adapter import Adapter, DeferredObject, register
 from ferry.db.lock import LockSession
 
 _MEMORY_LOCKS: dict[str, threading.Lock] = {}
@@ -155,6 +155,19 @@ class SQLiteAdapter(Adapter):
         conn.execute(statement, rows)
         after = conn.connection.dbapi_connection.total_changes  # type: ignore[union-attr]
         return len(rows) if update else int(after - before)
+
+    def deferrable_objects(self, conn: Connection, table: str) -> list[DeferredObject]:
+        """Secondary indexes only: SQLite keeps foreign keys inside the table definition."""
+        rows = conn.execute(
+            text(
+                "SELECT m.name, m.sql FROM sqlite_master m WHERE m.type = 'index' "
+                "AND m.tbl_name = :t AND m.sql IS NOT NULL AND m.sql NOT LIKE 'CREATE UNIQUE%'"
+            ),
+            {"t": table},
+        ).all()
+        return [
+            DeferredObject(table, "index", name, f'DROP INDEX "{name}"', sql) for name, sql in rows
+        ]
 
     def connectorx_url(self, url: URL) -> str | None:
         path = database_path(url)

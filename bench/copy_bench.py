@@ -1,0 +1,1002 @@
+"""Benchmark `ferry copy` from MariaDB into PostgreSQL, next to the physical limit and pgloader.
+
+Two modes; both print figures (this is not a test) and exit non-zero only when something
+broke (a copy failed, row counts differ).
+
+Default mode (transforms on)
+    A synthetic camera-counting source is generated in MariaDB database ``ferry_bench_src``
+    (reused when it already holds ``--rows`` analytics rows; ``--regenerate`` forces it):
+
+    * ``users`` (10,000: user_id, user_name, email_address, account_status 'A'/'I'/'S'/NULL,
+      created_at; 3 % duplicates, 2 % malformed e-mails),
+    * ``sites`` (50) and ``cameras`` (500: camera_id, camera_name, camera_location,
+      is_active 'Y'/'N', owner_id -> users, site_id -> sites),
+    * ``analytics`` (``--rows``, default 5,000,000: id BIGINT PK, camera_id INT -> cameras,
+      count INT, timestamp DATETIME; index on (camera_id, timestamp)),
+    * ``camera_events`` (rows / 25, FK and two secondary indexes) and ``user_cameras``
+      (20,000, composite key, two FKs) -- used by ``--plain`` only.
+
+    All of it is made by INSERT ... SELECT over MariaDB's sequence engine (``seq_1_to_N``).
+    Then users, cameras and analytics are copied by ``copy_data`` into a fresh PostgreSQL
+    database, with the camera-counting job's rules: renamed columns, value maps
+    (account_status A/I/S -> active/inactive/suspended, is_active Y/N -> true/false), a NULL
+    default, e-mail validation, de-duplication of users, ``timestamp`` -> ``recorded_at`` and
+    derived columns ``hour = HOUR(recorded_at)`` and ``day = DATE(recorded_at)``. Ferry creates
+    the tables and builds their secondary indexes and foreign keys after the data.
+
+    The copy runs in a child interpreter, once per ``--workers`` value (default 1,2,4), each
+    into its own fresh database. Printed per run: wall seconds of ``copy_data``, seconds until
+    the last chunk was committed ("load s"; the rest is index/FK building), rows/s and MB/s
+    (source bytes = InnoDB data_length from information_schema of the copied tables, and the
+    Arrow width of the analytics rows), peak RSS of the child (ru_maxrss), the counts, and the
+    time spent in each stage summed over the worker threads (read = connectorx query, transform,
+    CSV = Arrow CSV writer, COPY = the COPY statement).
+
+    Next to it, the physical limit: the analytics rows exported once to a TSV file with
+    ``mariadb -B -N --quick`` and loaded by a plain ``COPY ... FROM STDIN`` (psycopg, file
+    streamed; only the COPY is timed) into a table with the same primary key, and the same
+    export piped straight into ``psql -c '\\copy ...'`` (one stream, end to end).
+
+``--plain``
+    The whole source database (6 tables, FKs, secondary indexes, no rules) is copied into a
+    fresh PostgreSQL database by Ferry (tables created by Ferry, indexes and FKs after the data)
+    and into another one by ``pgloader mysql://... postgresql://...`` (defaults). Both are timed
+    as a process, wall clock; rows/s and the ratio are printed, and the row counts, indexes and
+    foreign keys of both targets are compared with the source. Install pgloader with
+    ``bash bench/setup.sh``.
+
+Run from the repository root with the project's virtual environment active::
+
+    bash bench/setup.sh                              # once: pgloader (for --plain)
+    python bench/copy_bench.py --rows 1000000        # quick iteration
+    python bench/copy_bench.py                       # 5,000,000 rows, workers 1,2,4
+    python bench/copy_bench.py --workers 2 --profile # cProfile one synchronous copy
+    python bench/copy_bench.py --plain               # Ferry next to pgloader
+    python bench/copy_bench.py --regenerate          # rebuild the source
+
+Servers: MariaDB at ``--mysql`` (default ``root@127.0.0.1:3306``, no password) and PostgreSQL
+at ``--pg`` (default ``postgres@127.0.0.1:5432``, a role that may create databases); the
+``mariadb`` and ``psql`` clients on PATH. Targets are named ``ferry_bench_<pid>_<label>`` and
+dropped at the end unless ``--keep``. The source is kept for the next run; drop it with::
+
+    mariadb -h 127.0.0.1 -u root -e 'DROP DATABASE ferry_bench_src'
+
+Targets: analytics with transforms >= 750,000 rows/s, peak RSS < 1 GiB, plain copy >= 2.5x
+faster than pgloader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pymysql
+from psycopg import sql
+
+SOURCE_DB = "ferry_bench_src"
+SOURCE_TAG = "ferry copy_bench source v1"
+USERS = 10_000
+SITES = 50
+CAMERAS = 500
+USER_CAMERAS = 20_000
+EVENTS_PER_ANALYTICS = 25  # camera_events = rows / 25
+TRANSFORM_TABLES = ("users", "cameras", "analytics")
+ALL_TABLES = ("users", "sites", "cameras", "analytics", "camera_events", "user_cameras")
+ANALYTICS_ARROW_BYTES = 8 + 4 + 4 + 8  # int64 id, int32 camera_id, int32 count, timestamp
+RESULT_MARK = "@@COPY_BENCH_RESULT@@ "
+TARGET_ROWS_PER_S = 750_000
+TARGET_RSS_MIB = 1024
+TARGET_PLAIN_RATIO = 2.5
+
+
+class BenchError(Exception):
+    """A problem that ends the benchmark with a plain message instead of a traceback."""
+
+
+@dataclass(frozen=True)
+class Servers:
+    my_host: str
+    my_port: int
+    my_user: str
+    pg_host: str
+    pg_port: int
+    pg_user: str
+
+    def mysql_url(self, database: str = SOURCE_DB) -> str:
+        return f"mysql://{self.my_user}@{self.my_host}:{self.my_port}/{database}"
+
+    def pg_url(self, database: str) -> str:
+        return f"postgresql://{self.pg_user}@{self.pg_host}:{self.pg_port}/{database}"
+
+    def mysql(self, database: str | None = None) -> pymysql.connections.Connection:
+        return pymysql.connect(
+            host=self.my_host,
+            port=self.my_port,
+            user=self.my_user,
+            database=database,
+            autocommit=True,
+            charset="utf8mb4",
+        )
+
+    def pg(self, database: str = "postgres") -> psycopg.Connection:
+        return psycopg.connect(self.pg_url(database), autocommit=True, connect_timeout=5)
+
+    def mariadb_cmd(self) -> list[str]:
+        return [
+            "mariadb",
+            "-h",
+            self.my_host,
+            "-P",
+            str(self.my_port),
+            "-u",
+            self.my_user,
+        ]
+
+    def psql_cmd(self, database: str) -> list[str]:
+        return ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", self.pg_url(database)]
+
+
+# --- the synthetic source ---
+
+_FIRST = [
+    "olivia",
+    "liam",
+    "emma",
+    "noah",
+    "amelia",
+    "oliver",
+    "sophia",
+    "elijah",
+    "mia",
+    "james",
+    "ava",
+    "lucas",
+    "isabella",
+    "mateo",
+    "yuki",
+    "priya",
+    "arjun",
+    "fatima",
+    "omar",
+    "chen",
+]
+_LAST = [
+    "smith",
+    "johnson",
+    "garcia",
+    "miller",
+    "davis",
+    "lopez",
+    "wilson",
+    "taylor",
+    "moore",
+    "martin",
+    "lee",
+    "nguyen",
+    "patel",
+    "kim",
+    "schmidt",
+]
+_DOMAINS = ["example.com", "example.org", "mail.example.net", "retail.example", "citymall.example"]
+_LOCATIONS = [
+    "Entrance North",
+    "Entrance South",
+    "Main Lobby",
+    "Parking Level 1",
+    "Parking Level 2",
+    "Food Court",
+    "Loading Dock",
+    "Atrium",
+    "Escalator A",
+    "Platform 1",
+    "Platform 2",
+    "Ticket Hall",
+    "Staff Entrance",
+    "Cinema Foyer",
+    "Rooftop Terrace",
+    "Bus Stop Plaza",
+]
+_CITIES = ["Lisbon", "Oslo", "Osaka", "Lagos", "Lima", "Austin", "Pune", "Graz"]
+
+
+def _elt(expr: str, words: list[str]) -> str:
+    quoted = ", ".join("'" + w.replace("'", "''") + "'" for w in words)
+    return f"ELT(1 + ({expr}) % {len(words)}, {quoted})"
+
+
+def source_ddl() -> list[str]:
+    return [
+        "DROP TABLE IF EXISTS user_cameras, camera_events, analytics, cameras, sites, users",
+        "CREATE TABLE users (user_id INT NOT NULL PRIMARY KEY, user_name VARCHAR(100) NOT NULL, "
+        "email_address VARCHAR(255) NULL, account_status CHAR(1) NULL, created_at DATETIME NULL, "
+        "KEY idx_users_email (email_address)) ENGINE=InnoDB",
+        "CREATE TABLE sites (site_id INT NOT NULL PRIMARY KEY, site_name VARCHAR(100) NOT NULL, "
+        "city VARCHAR(100) NOT NULL, opened_on DATE NULL) ENGINE=InnoDB",
+        "CREATE TABLE cameras (camera_id INT NOT NULL PRIMARY KEY, "
+        "camera_name VARCHAR(100) NOT NULL, camera_location VARCHAR(200) NULL, "
+        "is_active CHAR(1) NOT NULL, owner_id INT NULL, site_id INT NULL, "
+        "CONSTRAINT fk_cameras_owner FOREIGN KEY (owner_id) REFERENCES users (user_id), "
+        "CONSTRAINT fk_cameras_site FOREIGN KEY (site_id) REFERENCES sites (site_id)"
+        ") ENGINE=InnoDB",
+        "CREATE TABLE analytics (id BIGINT NOT NULL PRIMARY KEY, camera_id INT NOT NULL, "
+        "count INT NOT NULL, timestamp DATETIME NOT NULL) ENGINE=InnoDB",
+        "CREATE TABLE camera_events (event_id BIGINT NOT NULL PRIMARY KEY, "
+        "camera_id INT NOT NULL, event_type VARCHAR(20) NOT NULL, occurred_at DATETIME NOT NULL, "
+        "details VARCHAR(255) NULL) ENGINE=InnoDB",
+        "CREATE TABLE user_cameras (user_id INT NOT NULL, camera_id INT NOT NULL, "
+        "role VARCHAR(20) NOT NULL, granted_at DATETIME NOT NULL, "
+        "PRIMARY KEY (user_id, camera_id), KEY idx_user_cameras_camera (camera_id), "
+        "CONSTRAINT fk_user_cameras_user FOREIGN KEY (user_id) REFERENCES users (user_id), "
+        "CONSTRAINT fk_user_cameras_camera FOREIGN KEY (camera_id) REFERENCES cameras (camera_id)"
+        ") ENGINE=InnoDB",
+    ]
+
+
+def source_fill(rows: int) -> list[tuple[str, str]]:
+    """(label, statement) pairs that fill the tables; deterministic for a given row count."""
+    events = max(1, rows // EVENTS_PER_ANALYTICS)
+    # k: the user a row is made from; every 33rd user repeats the previous one (a duplicate).
+    name = f"CONCAT({_elt('k', _FIRST)}, '.', {_elt('k DIV 7', _LAST)}, k)"  # unique per k
+    email = f"CONCAT({name}, '@', {_elt('k', _DOMAINS)})"
+    bad_email = f"CONCAT({name}, '.', {_elt('k', _DOMAINS)})"  # no '@'
+    status = _elt("seq", ["A", "A", "A", "A", "A", "A", "A", "I", "I", "S"])
+    # Owners avoid the users that are dropped (duplicates) or rejected (bad e-mails).
+    owner = f"1 + (seq * 37) % {USERS}"
+    return [
+        (
+            "users",
+            "INSERT INTO users SELECT seq, "
+            f"{name}, IF(seq % 50 = 0, {bad_email}, {email}), "
+            f"IF(seq % 20 = 0, NULL, {status}), "
+            "TIMESTAMP'2019-01-01 00:00:00' + INTERVAL seq * 131 MINUTE "
+            f"FROM (SELECT seq, IF(seq % 33 = 0, seq - 1, seq) AS k FROM seq_1_to_{USERS}) s",
+        ),
+        (
+            "sites",
+            f"INSERT INTO sites SELECT seq, CONCAT('Site ', seq), {_elt('seq', _CITIES)}, "
+            f"DATE'2015-01-01' + INTERVAL seq * 30 DAY FROM seq_1_to_{SITES}",
+        ),
+        (
+            "cameras",
+            "INSERT INTO cameras SELECT seq, CONCAT('Camera ', LPAD(seq, 4, '0')), "
+            f"IF(seq % 45 = 0, NULL, {_elt('seq', _LOCATIONS)}), IF(seq % 7 = 0, 'N', 'Y'), "
+            f"IF(seq % 10 = 0, NULL, IF(o % 50 = 0 OR o % 33 = 0, 1, o)), 1 + seq % {SITES} "
+            f"FROM (SELECT seq, {owner} AS o FROM seq_1_to_{CAMERAS}) s",
+        ),
+        (
+            "analytics",
+            f"INSERT INTO analytics SELECT seq, 1 + seq % {CAMERAS}, "
+            "(seq * 7919 + (seq DIV 500) * 31) % 200, "
+            f"TIMESTAMP'2024-01-01 00:00:00' + INTERVAL (seq DIV {CAMERAS}) MINUTE "
+            f"+ INTERVAL seq % 60 SECOND FROM seq_1_to_{rows}",
+        ),
+        (
+            "camera_events",
+            f"INSERT INTO camera_events SELECT seq, 1 + (seq * 13) % {CAMERAS}, "
+            f"{_elt('seq', ['online', 'offline', 'tamper', 'reboot', 'firmware'])}, "
+            "TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq * 7 SECOND, "
+            "IF(seq % 3 = 0, NULL, CONCAT('event ', seq, ' reported by ', "
+            f"{_elt('seq', _LOCATIONS)})) FROM seq_1_to_{events}",
+        ),
+        (
+            "user_cameras",
+            "INSERT INTO user_cameras SELECT 1 + k % 10000, "
+            f"1 + ((k % 10000) * 7 + (k DIV 10000) * 250) % {CAMERAS}, "
+            f"{_elt('k', ['owner', 'viewer', 'admin'])}, "
+            "TIMESTAMP'2023-06-01 00:00:00' + INTERVAL k MINUTE "
+            f"FROM (SELECT seq - 1 AS k FROM seq_1_to_{USER_CAMERAS}) s",
+        ),
+        (
+            "indexes",
+            "ALTER TABLE analytics ADD KEY idx_analytics_camera_time (camera_id, timestamp), "
+            "ADD CONSTRAINT fk_analytics_camera FOREIGN KEY (camera_id) "
+            "REFERENCES cameras (camera_id)",
+        ),
+        (
+            "indexes",
+            "ALTER TABLE camera_events "
+            "ADD KEY idx_camera_events_camera_time (camera_id, occurred_at), "
+            "ADD KEY idx_camera_events_type (event_type), "
+            "ADD CONSTRAINT fk_camera_events_camera FOREIGN KEY (camera_id) "
+            "REFERENCES cameras (camera_id)",
+        ),
+        ("analyze", "ANALYZE TABLE " + ", ".join(ALL_TABLES)),
+    ]
+
+
+def source_ready(servers: Servers, rows: int) -> bool:
+    with servers.mysql() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT table_name, table_comment FROM information_schema.tables "
+            "WHERE table_schema = %s",
+            (SOURCE_DB,),
+        )
+        found = dict(cur.fetchall())
+    if set(ALL_TABLES) - set(found):
+        return False
+    return found["analytics"] == f"{SOURCE_TAG} rows={rows}"
+
+
+def ensure_source(servers: Servers, rows: int, regenerate: bool) -> None:
+    if not regenerate and source_ready(servers, rows):
+        print(f"source: reusing MariaDB database {SOURCE_DB} ({rows:,} analytics rows)")
+        return
+    print(f"source: generating MariaDB database {SOURCE_DB} ({rows:,} analytics rows) ...")
+    started = time.perf_counter()
+    with servers.mysql() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS {SOURCE_DB} CHARACTER SET utf8mb4")
+        cur.execute(f"USE {SOURCE_DB}")
+        # Empty tables, no checks: InnoDB's bulk path for INSERT ... SELECT into empty tables.
+        cur.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
+        for statement in source_ddl():
+            cur.execute(statement)
+        for label, statement in source_fill(rows):
+            t0 = time.perf_counter()
+            cur.execute(statement)
+            if label == "analyze":
+                cur.fetchall()
+            print(f"  {label:<14} {time.perf_counter() - t0:7.1f} s")
+        cur.execute(f"ALTER TABLE analytics COMMENT = '{SOURCE_TAG} rows={rows}'")
+    print(f"source: generated in {time.perf_counter() - started:.1f} s")
+
+
+def source_counts(servers: Servers, tables: tuple[str, ...]) -> dict[str, int]:
+    with servers.mysql(SOURCE_DB) as conn, conn.cursor() as cur:
+        counts = {}
+        for table in tables:
+            cur.execute(f"SELECT COUNT(*) FROM `{table}`")
+            counts[table] = int(cur.fetchone()[0])
+        return counts
+
+
+def source_bytes(servers: Servers, tables: tuple[str, ...]) -> int:
+    """InnoDB data_length (clustered index pages) of the tables: the bytes a copy reads."""
+    with servers.mysql() as conn, conn.cursor() as cur:
+        marks = ", ".join(["%s"] * len(tables))
+        cur.execute(
+            "SELECT COALESCE(SUM(data_length), 0) FROM information_schema.tables "
+            f"WHERE table_schema = %s AND table_name IN ({marks})",
+            (SOURCE_DB, *tables),
+        )
+        return int(cur.fetchone()[0])
+
+
+# --- PostgreSQL targets ---
+
+
+class Targets:
+    """Fresh PostgreSQL databases, dropped at the end unless kept."""
+
+    def __init__(self, servers: Servers, keep: bool) -> None:
+        self.servers = servers
+        self.keep = keep
+        self.made: list[str] = []
+
+    def fresh(self, label: str) -> str:
+        name = f"ferry_bench_{os.getpid()}_{label}"
+        with self.servers.pg() as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self.made.append(name)
+        return name
+
+    def checkpoint(self) -> None:
+        """Flush what earlier runs left dirty, so that no run pays for the one before it."""
+        with self.servers.pg() as conn:
+            conn.execute("CHECKPOINT")
+
+    def drop(self, name: str) -> None:
+        if self.keep:
+            return
+        with self.servers.pg() as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+        self.made.remove(name)
+
+    def drop_all(self) -> None:
+        if self.keep:
+            if self.made:
+                print("kept target databases: " + ", ".join(self.made))
+            return
+        for name in list(self.made):
+            self.drop(name)
+
+
+def pg_table_stats(servers: Servers, database: str, tables: tuple[str, ...]) -> dict[str, Any]:
+    """Row counts of `tables` (in whatever schema holds them), plus index and FK totals."""
+    with servers.pg(database) as conn:
+        schemas = dict(
+            conn.execute(
+                "SELECT table_name, table_schema FROM information_schema.tables "
+                "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
+                "AND table_name = ANY(%s)",
+                (list(tables),),
+            ).fetchall()
+        )
+        counts: dict[str, int | None] = {}
+        for table in tables:
+            if table not in schemas:
+                counts[table] = None
+                continue
+            query = sql.SQL("SELECT COUNT(*) FROM {}.{}").format(
+                sql.Identifier(schemas[table]), sql.Identifier(table)
+            )
+            counts[table] = int(conn.execute(query).fetchone()[0])
+        indexes = conn.execute(
+            "SELECT COUNT(*) FROM pg_indexes WHERE tablename = ANY(%s)", (list(tables),)
+        ).fetchone()[0]
+        fks = conn.execute(
+            "SELECT COUNT(*) FROM information_schema.table_constraints "
+            "WHERE constraint_type = 'FOREIGN KEY' AND table_name = ANY(%s)",
+            (list(tables),),
+        ).fetchone()[0]
+    return {"counts": counts, "indexes": int(indexes), "fks": int(fks)}
+
+
+# --- the Ferry child: runs copy_data in a fresh interpreter, prints one JSON line ---
+
+
+class _Stages:
+    """Seconds per pipeline stage, summed over worker threads (wrappers set in the child)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - t0
+                with self.lock:
+                    self.seconds[name] = self.seconds.get(name, 0.0) + spent
+
+        return timed
+
+
+class _InlineExecutor:
+    """A stand-in for ThreadPoolExecutor that runs each task at once (so cProfile sees it)."""
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        del max_workers
+
+    def __enter__(self) -> _InlineExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from concurrent.futures import Future
+
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:
+            future.set_exception(error)
+        return future
+
+
+def run_child(job_file: Path, workers: int, profile_out: Path | None) -> int:
+    import pyarrow.csv as pcsv
+
+    import ferry.data.copy as copy_module
+    from ferry.data.spec import parse_job
+    from ferry.data.transform import Transformer
+    from ferry.db.postgresql import PostgresAdapter
+
+    stages = _Stages()
+    copy_module.read_chunk = stages.wrap("read", copy_module.read_chunk)  # type: ignore[assignment]
+    Transformer.apply = stages.wrap("transform", Transformer.apply)  # type: ignore[method-assign]
+    PostgresAdapter.bulk_insert = stages.wrap(  # type: ignore[method-assign]
+        "load", PostgresAdapter.bulk_insert
+    )
+    pcsv.write_csv = stages.wrap("csv", pcsv.write_csv)
+    if profile_out is not None:
+        copy_module.ThreadPoolExecutor = _InlineExecutor  # type: ignore[assignment,misc]
+
+    spec = parse_job(job_file.read_text(), path=job_file)
+    last_commit = [0.0]
+
+    def on_progress(_: Any) -> None:
+        last_commit[0] = time.perf_counter()
+
+    profiler = None
+    if profile_out is not None:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    t0 = time.perf_counter()
+    report = copy_data(spec, spec_path=job_file, workers=workers, on_progress=on_progress)
+    seconds = time.perf_counter() - t0
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile_out)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    payload = {
+        "status": report.status,
+        "seconds": seconds,
+        "load_seconds": (last_commit[0] - t0) if last_commit[0] else seconds,
+        "rss_mib": peak / 1024,
+        "warnings": report.warnings,
+        "stages": stages.seconds,
+        "tables": {
+            t.source: {
+                "read": t.counts.read,
+                "written": t.counts.written,
+                "rejected": t.counts.rejected,
+                "filtered": t.counts.filtered,
+                "deduped": t.counts.deduped,
+                "chunks": t.chunks,
+            }
+            for t in report.tables
+        },
+    }
+    print(RESULT_MARK + json.dumps(payload), flush=True)
+    return 0
+
+
+def copy_data(*args: Any, **kwargs: Any) -> Any:
+    from ferry.data.copy import copy_data as run
+
+    return run(*args, **kwargs)
+
+
+@dataclass
+class FerryRun:
+    wall: float  # the child process, start to exit (interpreter, imports, copy)
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def run_ferry(job_text: str, workers: int, workdir: Path, profile: bool = False) -> FerryRun:
+    job_file = workdir / f"job_{workers}.yaml"
+    job_file.write_text(job_text)
+    command = [sys.executable, __file__, "--child", str(job_file), "--workers", str(workers)]
+    profile_out = workdir / f"profile_{workers}.pstats"
+    if profile:
+        command += ["--profile-out", str(profile_out)]
+    t0 = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    marked = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARK)]
+    if done.returncode != 0 or not marked:
+        raise BenchError(
+            f"the Ferry child failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
+    run = FerryRun(wall, json.loads(marked[-1][len(RESULT_MARK) :]))
+    if profile:
+        print_profile(profile_out)
+    return run
+
+
+def print_profile(path: Path) -> None:
+    import io
+    import pstats
+
+    for order, count in (("tottime", 25), ("cumulative", 40)):
+        out = io.StringIO()
+        stats = pstats.Stats(str(path), stream=out)
+        stats.strip_dirs().sort_stats(order).print_stats(count)
+        text = out.getvalue()
+        start = text.find("   ncalls")
+        print(f"\ncProfile, top {count} by {order} (synchronous copy, one thread):")
+        print(text[start:].rstrip())
+
+
+def transform_job(servers: Servers, target_db: str, batch_size: int) -> str:
+    return f"""\
+name: bench_transform
+source: {servers.mysql_url()}
+target: {servers.pg_url(target_db)}
+include: [users, cameras, analytics]
+tables:
+  users:
+    columns: {{user_id: id, user_name: username, email_address: email, account_status: status,
+               created_at: created_at}}
+    values:
+      status: {{map: {{A: active, I: inactive, S: suspended}}, unmapped: reject}}
+    nulls: {{status: inactive}}
+    validate: {{email: email}}
+    dedupe: {{on: [username, email], keep: first}}
+  cameras:
+    columns: {{camera_id: id, camera_name: name, camera_location: location,
+               is_active: is_active, owner_id: owner_id}}
+    values:
+      is_active: {{map: {{Y: true, N: false}}}}
+  analytics:
+    columns: {{id: id, camera_id: camera_id, count: count, timestamp: recorded_at}}
+    derive:
+      hour: "HOUR(recorded_at)"
+      day: "DATE(recorded_at)"
+load:
+  batch_size: {batch_size}
+errors:
+  max_error_rate: 0.05
+"""
+
+
+def plain_job(servers: Servers, target_db: str, batch_size: int) -> str:
+    return f"""\
+name: bench_plain
+source: {servers.mysql_url()}
+target: {servers.pg_url(target_db)}
+load:
+  batch_size: {batch_size}
+"""
+
+
+# --- default mode ---
+
+
+def format_stages(stages: dict[str, float]) -> str:
+    return (
+        f"read {stages.get('read', 0):.2f}  transform {stages.get('transform', 0):.2f}  "
+        f"load {stages.get('load', 0):.2f} (Arrow CSV writer {stages.get('csv', 0):.2f}, "
+        f"COPY {stages.get('load', 0) - stages.get('csv', 0):.2f})"
+    )
+
+
+def mb(n: float) -> float:
+    return n / 1_000_000
+
+
+def run_transforms(args: argparse.Namespace, servers: Servers, targets: Targets) -> int:
+    counts = source_counts(servers, TRANSFORM_TABLES)
+    total_rows = sum(counts.values())
+    data_bytes = source_bytes(servers, TRANSFORM_TABLES)
+    analytics_arrow = counts["analytics"] * ANALYTICS_ARROW_BYTES
+    print(
+        f"\ncopied tables: {', '.join(f'{t} {n:,}' for t, n in counts.items())} rows; "
+        f"InnoDB data_length {mb(data_bytes):,.0f} MB; analytics as Arrow "
+        f"{mb(analytics_arrow):,.0f} MB"
+    )
+    print(
+        f"batch_size {args.batch_size:,}; rules: rename, 2 value maps, NULL default, e-mail "
+        "check, dedupe (users), timestamp -> recorded_at, derive hour and day"
+    )
+    failures = 0
+    results: list[tuple[int, FerryRun]] = []
+    with tempfile.TemporaryDirectory(prefix="copy_bench_") as tmp:
+        workdir = Path(tmp)
+        for workers in args.workers:
+            database = targets.fresh(f"t{workers}")
+            targets.checkpoint()
+            run = run_ferry(
+                transform_job(servers, database, args.batch_size), workers, workdir, args.profile
+            )
+            stats = pg_table_stats(servers, database, TRANSFORM_TABLES)
+            targets.drop(database)
+            results.append((workers, run))
+            res = run.result
+            tables = res["tables"]
+            balanced = all(
+                t["read"] == t["written"] + t["rejected"] + t["filtered"] + t["deduped"]
+                for t in tables.values()
+            )
+            if res["status"] != "completed" or not balanced:
+                failures += 1
+            if stats["counts"]["analytics"] != counts["analytics"]:
+                failures += 1
+                print(f"  !! analytics in the target: {stats['counts']['analytics']}")
+            if args.profile:
+                break
+
+        print(
+            f"\n{'workers':>7} {'copy s':>7} {'load s':>7} {'rows/s':>10} {'load rows/s':>11} "
+            f"{'MB/s':>6} {'Arrow MB/s':>10} {'peak RSS':>9} {'proc s':>7}"
+        )
+        for workers, run in results:
+            res = run.result
+            print(
+                f"{workers:>7} {res['seconds']:>7.2f} {res['load_seconds']:>7.2f} "
+                f"{total_rows / res['seconds']:>10,.0f} {total_rows / res['load_seconds']:>11,.0f} "
+                f"{mb(data_bytes) / res['seconds']:>6.1f} "
+                f"{mb(analytics_arrow) / res['seconds']:>10.1f} {res['rss_mib']:>5.0f} MiB "
+                f"{run.wall:>7.2f}"
+            )
+        print(
+            "(copy s: copy_data call; load s: until the last chunk committed, the rest is "
+            "indexes and FKs; rows/s over all copied rows; proc s: the child process)"
+        )
+        print("stages, seconds summed over worker threads:")
+        for workers, run in results:
+            print(f"{workers:>7}  {format_stages(run.result['stages'])}")
+        last = results[-1][1].result
+        print(
+            "\ncounts (last run): "
+            + "; ".join(
+                f"{name} read {t['read']:,} written {t['written']:,} rejected {t['rejected']:,} "
+                f"deduped {t['deduped']:,} in {t['chunks']} chunks"
+                for name, t in last["tables"].items()
+            )
+        )
+        for warning in last["warnings"]:
+            print(f"warning: {warning}")
+        if not args.skip_baseline:
+            physical_limit(servers, targets, workdir, counts["analytics"])
+        best = max(results, key=lambda r: total_rows / r[1].result["seconds"])
+        best_rate = total_rows / best[1].result["seconds"]
+        peak = max(r.result["rss_mib"] for _, r in results)
+        rate_ok = "met" if best_rate >= TARGET_ROWS_PER_S else "MISSED"
+        print(
+            f"\nbest: {best_rate:,.0f} rows/s with {best[0]} workers "
+            f"(target >= {TARGET_ROWS_PER_S:,}: {rate_ok}); "
+            f"peak RSS {peak:.0f} MiB (target < {TARGET_RSS_MIB} MiB: "
+            f"{'met' if peak < TARGET_RSS_MIB else 'MISSED'})"
+        )
+    return failures
+
+
+def physical_limit(servers: Servers, targets: Targets, workdir: Path, rows: int) -> None:
+    """The analytics rows through mariadb -B and a plain COPY: no Python, no transforms."""
+    print("\nphysical limit (analytics only, one stream, same primary key, no transforms):")
+    tsv = workdir / "analytics.tsv"
+    query = f"SELECT id, camera_id, count, timestamp FROM {SOURCE_DB}.analytics ORDER BY id"
+    t0 = time.perf_counter()
+    with tsv.open("wb") as out:
+        subprocess.run(
+            [*servers.mariadb_cmd(), "-B", "-N", "--quick", "-e", query], stdout=out, check=True
+        )
+    export_s = time.perf_counter() - t0
+    size = tsv.stat().st_size
+    ddl = (
+        "CREATE TABLE analytics (id BIGINT PRIMARY KEY, camera_id INTEGER NOT NULL, "
+        "count INTEGER NOT NULL, recorded_at TIMESTAMP NOT NULL)"
+    )
+    database = targets.fresh("copy")
+    with servers.pg(database) as conn:
+        conn.execute(ddl)
+        targets.checkpoint()
+        t0 = time.perf_counter()
+        with (
+            conn.cursor() as cur,
+            cur.copy("COPY analytics FROM STDIN") as copy,
+            tsv.open("rb") as source,
+        ):
+            while block := source.read(1 << 20):
+                copy.write(block)
+        copy_s = time.perf_counter() - t0
+        loaded = conn.execute("SELECT COUNT(*) FROM analytics").fetchone()[0]
+    targets.drop(database)
+
+    database = targets.fresh("pipe")
+    subprocess.run([*servers.psql_cmd(database), "-c", ddl], check=True)
+    targets.checkpoint()
+    t0 = time.perf_counter()
+    export = subprocess.Popen(
+        [*servers.mariadb_cmd(), "-B", "-N", "--quick", "-e", query], stdout=subprocess.PIPE
+    )
+    subprocess.run(
+        [*servers.psql_cmd(database), "-c", "\\copy analytics FROM STDIN"],
+        stdin=export.stdout,
+        check=True,
+    )
+    assert export.stdout is not None
+    export.stdout.close()
+    export.wait()
+    pipe_s = time.perf_counter() - t0
+    targets.drop(database)
+    print(
+        f"  export  mariadb -B -N --quick > file  {export_s:7.2f} s  {rows / export_s:>11,.0f} "
+        f"rows/s  ({mb(size):,.0f} MB TSV)"
+    )
+    print(
+        f"  COPY    FROM STDIN (file, psycopg)   {copy_s:7.2f} s  {rows / copy_s:>11,.0f} "
+        f"rows/s  ({loaded:,} rows)"
+    )
+    print(
+        f"  sum     export + COPY                {export_s + copy_s:7.2f} s  "
+        f"{rows / (export_s + copy_s):>11,.0f} rows/s"
+    )
+    print(
+        f"  piped   mariadb -B | psql \\copy      {pipe_s:7.2f} s  {rows / pipe_s:>11,.0f} rows/s"
+    )
+
+
+# --- --plain ---
+
+
+def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> int:
+    counts = source_counts(servers, ALL_TABLES)
+    total = sum(counts.values())
+    with servers.mysql(SOURCE_DB) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT COUNT(DISTINCT table_name, index_name) FROM information_schema.statistics "
+            "WHERE table_schema = %s",
+            (SOURCE_DB,),
+        )
+        src_indexes = int(cur.fetchone()[0])
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.referential_constraints "
+            "WHERE constraint_schema = %s",
+            (SOURCE_DB,),
+        )
+        src_fks = int(cur.fetchone()[0])
+    print(
+        f"\nplain copy of {SOURCE_DB}: {len(ALL_TABLES)} tables, {total:,} rows, "
+        f"{src_indexes} indexes (incl. primary keys), {src_fks} foreign keys; "
+        f"InnoDB data_length {mb(source_bytes(servers, ALL_TABLES)):,.0f} MB"
+    )
+    failures = 0
+    workers = args.workers[0] if len(args.workers) == 1 else 2
+    with tempfile.TemporaryDirectory(prefix="copy_bench_") as tmp:
+        workdir = Path(tmp)
+        ferry_db = targets.fresh("plain_ferry")
+        targets.checkpoint()
+        run = run_ferry(
+            plain_job(servers, ferry_db, args.batch_size), workers, workdir, args.profile
+        )
+        ferry_stats = pg_table_stats(servers, ferry_db, ALL_TABLES)
+        if run.result["status"] != "completed":
+            failures += 1
+        for warning in run.result["warnings"]:
+            print(f"ferry warning: {warning}")
+
+        pgloader = shutil.which("pgloader")
+        loader_s: float | None = None
+        loader_stats: dict[str, Any] | None = None
+        if pgloader is None:
+            print("\npgloader is not installed: run `bash bench/setup.sh` (as root), then again")
+        else:
+            loader_db = targets.fresh("plain_pgloader")
+            targets.checkpoint()
+            log = workdir / "pgloader.log"
+            command = [
+                pgloader,
+                servers.mysql_url().replace(":3306", f":{servers.my_port}"),
+                servers.pg_url(loader_db),
+            ]
+            t0 = time.perf_counter()
+            with log.open("w") as out:
+                done = subprocess.run(
+                    command,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                    cwd=workdir,
+                    stdin=subprocess.DEVNULL,
+                )
+            loader_s = time.perf_counter() - t0
+            loader_stats = pg_table_stats(servers, loader_db, ALL_TABLES)
+            text = log.read_text(errors="replace")
+            if done.returncode != 0:
+                failures += 1
+                print(f"pgloader exited {done.returncode}; its log:\n{text[-4000:]}")
+            errors = [line for line in text.splitlines() if " ERROR " in line]
+            for line in errors[:10]:
+                print(f"pgloader: {line.strip()}")
+            print("\n$ " + " ".join(command))
+            summary = text[text.find("             table name") :] if "table name" in text else ""
+            print(summary.rstrip()[-3000:])
+
+    print(f"\n{'':<28} {'seconds':>8} {'rows/s':>11} {'peak RSS':>9}")
+    print(
+        f"{'ferry (process wall)':<28} {run.wall:>8.2f} {total / run.wall:>11,.0f} "
+        f"{run.result['rss_mib']:>5.0f} MiB"
+    )
+    print(
+        f"{'ferry (copy_data only)':<28} {run.result['seconds']:>8.2f} "
+        f"{total / run.result['seconds']:>11,.0f}   (load done at "
+        f"{run.result['load_seconds']:.2f} s, then indexes and FKs)"
+    )
+    if loader_s is not None:
+        print(f"{'pgloader (process wall)':<28} {loader_s:>8.2f} {total / loader_s:>11,.0f}")
+        ratio = loader_s / run.wall
+        print(
+            f"\nratio pgloader / ferry (process wall): {ratio:.2f}x (target >= "
+            f"{TARGET_PLAIN_RATIO}x: {'met' if ratio >= TARGET_PLAIN_RATIO else 'MISSED'})"
+        )
+    print(f"ferry stages (s, summed over {workers} workers): {format_stages(run.result['stages'])}")
+
+    print(f"\n{'table':<15} {'source':>10} {'ferry':>10} {'pgloader':>10}")
+    for table in ALL_TABLES:
+        theirs = loader_stats["counts"][table] if loader_stats else None
+        ours = ferry_stats["counts"][table]
+        same = ours == counts[table] and (loader_stats is None or theirs == counts[table])
+        failures += 0 if same else 1
+        print(
+            f"{table:<15} {counts[table]:>10,} {ours if ours is not None else '-':>10} "
+            f"{theirs if theirs is not None else '-':>10}{'' if same else '  MISMATCH'}"
+        )
+    print(
+        f"{'indexes':<15} {src_indexes:>10} {ferry_stats['indexes']:>10} "
+        f"{loader_stats['indexes'] if loader_stats else '-':>10}"
+    )
+    print(
+        f"{'foreign keys':<15} {src_fks:>10} {ferry_stats['fks']:>10} "
+        f"{loader_stats['fks'] if loader_stats else '-':>10}"
+    )
+    return failures
+
+
+# --- entry point ---
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=5_000_000, help="analytics rows")
+    parser.add_argument("--regenerate", action="store_true", help="rebuild the source")
+    parser.add_argument("--plain", action="store_true", help="whole database, next to pgloader")
+    parser.add_argument(
+        "--workers",
+        default="1,2,4",
+        type=lambda s: [int(w) for w in s.split(",")],
+        help="comma-separated worker counts (default 1,2,4; --plain uses the first, or 2)",
+    )
+    parser.add_argument("--batch-size", type=int, default=100_000, help="rows per chunk")
+    parser.add_argument("--skip-baseline", action="store_true", help="no mariadb | COPY run")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile one copy, run synchronously in one thread"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the target databases")
+    parser.add_argument("--mysql", default="root@127.0.0.1:3306", help="user@host:port")
+    parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="user@host:port")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _split(value: str) -> tuple[str, str, int]:
+    user, _, hostport = value.rpartition("@")
+    host, _, port = hostport.partition(":")
+    return user, host, int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.child is not None:
+        return run_child(args.child, args.workers[0], args.profile_out)
+    my_user, my_host, my_port = _split(args.mysql)
+    pg_user, pg_host, pg_port = _split(args.pg)
+    servers = Servers(my_host, my_port, my_user, pg_host, pg_port, pg_user)
+    for tool in ("mariadb", "psql"):
+        if shutil.which(tool) is None:
+            raise BenchError(f"`{tool}` is not on PATH: run `bash bench/setup.sh`")
+    print(
+        f"copy_bench: python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"MariaDB {servers.my_host}:{servers.my_port}, PostgreSQL {servers.pg_host}:"
+        f"{servers.pg_port}"
+    )
+    ensure_source(servers, args.rows, args.regenerate)
+    targets = Targets(servers, args.keep)
+    try:
+        if args.plain:
+            failures = run_plain(args, servers, targets)
+        else:
+            failures = run_transforms(args, servers, targets)
+    finally:
+        targets.drop_all()
+    print(
+        f"\nsource kept: drop it with  mariadb -h {servers.my_host} -u {servers.my_user} "
+        f"-e 'DROP DATABASE {SOURCE_DB}'"
+    )
+    if failures:
+        print(f"{failures} check(s) failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as error:
+        print(f"copy_bench: {error}", file=sys.stderr)
+        sys.exit(2)
