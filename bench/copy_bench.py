@@ -418,6 +418,59 @@ class Targets:
             self.drop(name)
 
 
+class Watcher:
+    """Samples, while a run is timed, whether anyone else is busy on the two servers.
+
+    The servers may be shared (a test suite running next to the benchmark): a run that had
+    company is marked, since its figures are then not this machine's best.
+    """
+
+    def __init__(self, servers: Servers, mine: list[str]) -> None:
+        self.servers = servers
+        self.mine = mine
+        self.samples = 0
+        self.busy = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Watcher:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        try:
+            pg = self.servers.pg()
+            my = self.servers.mysql()
+        except Exception:  # the watcher must never break a run
+            return
+        with pg, my, my.cursor() as cur:
+            while not self.stop.wait(0.5):
+                others = pg.execute(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                    "AND pid <> pg_backend_pid() AND state NOT IN ('idle') "
+                    "AND NOT (datname = ANY(%s))",
+                    (self.mine,),
+                ).fetchone()[0]
+                cur.execute(
+                    "SELECT COUNT(*) FROM information_schema.processlist WHERE id <> "
+                    "CONNECTION_ID() AND command NOT IN ('Sleep', 'Daemon') "
+                    "AND COALESCE(db, '') <> %s",
+                    (SOURCE_DB,),
+                )
+                others += cur.fetchone()[0]
+                self.samples += 1
+                self.busy += 1 if others else 0
+
+    def note(self) -> str:
+        if not self.busy:
+            return ""
+        return f"  [shared: other sessions busy in {self.busy} of {self.samples} samples]"
+
+
 def pg_table_stats(servers: Servers, database: str, tables: tuple[str, ...]) -> dict[str, Any]:
     """Row counts of `tables` (in whatever schema holds them), plus index and FK totals."""
     with servers.pg(database) as conn:
@@ -565,6 +618,7 @@ def copy_data(*args: Any, **kwargs: Any) -> Any:
 class FerryRun:
     wall: float  # the child process, start to exit (interpreter, imports, copy)
     result: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # other sessions were busy on the servers meanwhile
 
 
 def run_ferry(job_text: str, workers: int, workdir: Path, profile: bool = False) -> FerryRun:
@@ -680,9 +734,14 @@ def run_transforms(args: argparse.Namespace, servers: Servers, targets: Targets)
         for workers in args.workers:
             database = targets.fresh(f"t{workers}")
             targets.checkpoint()
-            run = run_ferry(
-                transform_job(servers, database, args.batch_size), workers, workdir, args.profile
-            )
+            with Watcher(servers, targets.made) as watcher:
+                run = run_ferry(
+                    transform_job(servers, database, args.batch_size),
+                    workers,
+                    workdir,
+                    args.profile,
+                )
+            run.note = watcher.note()
             stats = pg_table_stats(servers, database, TRANSFORM_TABLES)
             targets.drop(database)
             results.append((workers, run))
@@ -711,7 +770,7 @@ def run_transforms(args: argparse.Namespace, servers: Servers, targets: Targets)
                 f"{total_rows / res['seconds']:>10,.0f} {total_rows / res['load_seconds']:>11,.0f} "
                 f"{mb(data_bytes) / res['seconds']:>6.1f} "
                 f"{mb(analytics_arrow) / res['seconds']:>10.1f} {res['rss_mib']:>5.0f} MiB "
-                f"{run.wall:>7.2f}"
+                f"{run.wall:>7.2f}{run.note}"
             )
         print(
             "(copy s: copy_data call; load s: until the last chunk committed, the rest is "
@@ -750,65 +809,77 @@ def physical_limit(servers: Servers, targets: Targets, workdir: Path, rows: int)
     """The analytics rows through mariadb -B and a plain COPY: no Python, no transforms."""
     print("\nphysical limit (analytics only, one stream, same primary key, no transforms):")
     tsv = workdir / "analytics.tsv"
-    query = f"SELECT id, camera_id, count, timestamp FROM {SOURCE_DB}.analytics ORDER BY id"
-    t0 = time.perf_counter()
-    with tsv.open("wb") as out:
-        subprocess.run(
-            [*servers.mariadb_cmd(), "-B", "-N", "--quick", "-e", query], stdout=out, check=True
-        )
-    export_s = time.perf_counter() - t0
-    size = tsv.stat().st_size
+    export_cmd = [
+        *servers.mariadb_cmd(),
+        "-B",
+        "-N",
+        "--quick",
+        "-e",
+        "SELECT id, camera_id, count, timestamp FROM analytics ORDER BY id",
+        SOURCE_DB,
+    ]
     ddl = (
         "CREATE TABLE analytics (id BIGINT PRIMARY KEY, camera_id INTEGER NOT NULL, "
         "count INTEGER NOT NULL, recorded_at TIMESTAMP NOT NULL)"
     )
+    with Watcher(servers, targets.made) as watcher:
+        t0 = time.perf_counter()
+        with tsv.open("wb") as out:
+            subprocess.run(export_cmd, stdout=out, check=True)
+        export_s = time.perf_counter() - t0
+    export_note = watcher.note()
+    size = tsv.stat().st_size
+
     database = targets.fresh("copy")
     with servers.pg(database) as conn:
         conn.execute(ddl)
         targets.checkpoint()
-        t0 = time.perf_counter()
-        with (
-            conn.cursor() as cur,
-            cur.copy("COPY analytics FROM STDIN") as copy,
-            tsv.open("rb") as source,
-        ):
-            while block := source.read(1 << 20):
-                copy.write(block)
-        copy_s = time.perf_counter() - t0
+        with Watcher(servers, targets.made) as watcher:
+            t0 = time.perf_counter()
+            with (
+                conn.cursor() as cur,
+                cur.copy("COPY analytics FROM STDIN") as copy,
+                tsv.open("rb") as source,
+            ):
+                while block := source.read(1 << 20):
+                    copy.write(block)
+            copy_s = time.perf_counter() - t0
+        copy_note = watcher.note()
         loaded = conn.execute("SELECT COUNT(*) FROM analytics").fetchone()[0]
     targets.drop(database)
 
     database = targets.fresh("pipe")
     subprocess.run([*servers.psql_cmd(database), "-c", ddl], check=True)
     targets.checkpoint()
-    t0 = time.perf_counter()
-    export = subprocess.Popen(
-        [*servers.mariadb_cmd(), "-B", "-N", "--quick", "-e", query], stdout=subprocess.PIPE
-    )
-    subprocess.run(
-        [*servers.psql_cmd(database), "-c", "\\copy analytics FROM STDIN"],
-        stdin=export.stdout,
-        check=True,
-    )
-    assert export.stdout is not None
-    export.stdout.close()
-    export.wait()
-    pipe_s = time.perf_counter() - t0
+    with Watcher(servers, targets.made) as watcher:
+        t0 = time.perf_counter()
+        export = subprocess.Popen(export_cmd, stdout=subprocess.PIPE)
+        assert export.stdout is not None
+        subprocess.run(
+            [*servers.psql_cmd(database), "-c", "\\copy analytics FROM STDIN"],
+            stdin=export.stdout,
+            check=True,
+        )
+        export.stdout.close()
+        export.wait()
+        pipe_s = time.perf_counter() - t0
+    pipe_note = watcher.note()
     targets.drop(database)
     print(
         f"  export  mariadb -B -N --quick > file  {export_s:7.2f} s  {rows / export_s:>11,.0f} "
-        f"rows/s  ({mb(size):,.0f} MB TSV)"
+        f"rows/s  ({mb(size):,.0f} MB TSV){export_note}"
     )
     print(
         f"  COPY    FROM STDIN (file, psycopg)   {copy_s:7.2f} s  {rows / copy_s:>11,.0f} "
-        f"rows/s  ({loaded:,} rows)"
+        f"rows/s  ({loaded:,} rows){copy_note}"
     )
     print(
         f"  sum     export + COPY                {export_s + copy_s:7.2f} s  "
         f"{rows / (export_s + copy_s):>11,.0f} rows/s"
     )
     print(
-        f"  piped   mariadb -B | psql \\copy      {pipe_s:7.2f} s  {rows / pipe_s:>11,.0f} rows/s"
+        f"  piped   mariadb -B | psql \\copy      {pipe_s:7.2f} s  {rows / pipe_s:>11,.0f} "
+        f"rows/s{pipe_note}"
     )
 
 
@@ -842,9 +913,11 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
         workdir = Path(tmp)
         ferry_db = targets.fresh("plain_ferry")
         targets.checkpoint()
-        run = run_ferry(
-            plain_job(servers, ferry_db, args.batch_size), workers, workdir, args.profile
-        )
+        with Watcher(servers, targets.made) as watcher:
+            run = run_ferry(
+                plain_job(servers, ferry_db, args.batch_size), workers, workdir, args.profile
+            )
+        run.note = watcher.note()
         ferry_stats = pg_table_stats(servers, ferry_db, ALL_TABLES)
         if run.result["status"] != "completed":
             failures += 1
@@ -854,19 +927,16 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
         pgloader = shutil.which("pgloader")
         loader_s: float | None = None
         loader_stats: dict[str, Any] | None = None
+        loader_note = ""
         if pgloader is None:
             print("\npgloader is not installed: run `bash bench/setup.sh` (as root), then again")
         else:
             loader_db = targets.fresh("plain_pgloader")
             targets.checkpoint()
             log = workdir / "pgloader.log"
-            command = [
-                pgloader,
-                servers.mysql_url().replace(":3306", f":{servers.my_port}"),
-                servers.pg_url(loader_db),
-            ]
-            t0 = time.perf_counter()
-            with log.open("w") as out:
+            command = [pgloader, servers.mysql_url(), servers.pg_url(loader_db)]
+            with Watcher(servers, targets.made) as watcher, log.open("w") as out:
+                t0 = time.perf_counter()
                 done = subprocess.run(
                     command,
                     stdout=out,
@@ -875,7 +945,8 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
                     cwd=workdir,
                     stdin=subprocess.DEVNULL,
                 )
-            loader_s = time.perf_counter() - t0
+                loader_s = time.perf_counter() - t0
+            loader_note = watcher.note()
             loader_stats = pg_table_stats(servers, loader_db, ALL_TABLES)
             text = log.read_text(errors="replace")
             if done.returncode != 0:
@@ -891,7 +962,7 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
     print(f"\n{'':<28} {'seconds':>8} {'rows/s':>11} {'peak RSS':>9}")
     print(
         f"{'ferry (process wall)':<28} {run.wall:>8.2f} {total / run.wall:>11,.0f} "
-        f"{run.result['rss_mib']:>5.0f} MiB"
+        f"{run.result['rss_mib']:>5.0f} MiB{run.note}"
     )
     print(
         f"{'ferry (copy_data only)':<28} {run.result['seconds']:>8.2f} "
@@ -899,7 +970,10 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
         f"{run.result['load_seconds']:.2f} s, then indexes and FKs)"
     )
     if loader_s is not None:
-        print(f"{'pgloader (process wall)':<28} {loader_s:>8.2f} {total / loader_s:>11,.0f}")
+        print(
+            f"{'pgloader (process wall)':<28} {loader_s:>8.2f} {total / loader_s:>11,.0f}"
+            f"{'':>10}{loader_note}"
+        )
         ratio = loader_s / run.wall
         print(
             f"\nratio pgloader / ferry (process wall): {ratio:.2f}x (target >= "

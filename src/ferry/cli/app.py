@@ -13,7 +13,7 @@ from ferry.cli import render
 from ferry.cli.render import err, out
 from ferry.config.project import Project, load_project
 from ferry.config.scaffold import init_project
-from ferry.data.copy import copy_data
+from ferry.data.copy import copy_data, sync_job
 from ferry.data.spec import load_job
 from ferry.db.doctor import doctor as run_doctor
 from ferry.errors import FerryError
@@ -328,6 +328,62 @@ def copy(
             out.print(f"[yellow]needs translation:[/] {item}", highlight=False)
         for warning in report.warnings:
             out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+@app.command()
+def sync(
+    job: Annotated[Path, typer.Argument(help="job spec (YAML) with `mode: delta` tables")],
+    follow: Annotated[bool, typer.Option("--follow", help="keep replaying new changes")] = False,
+    interval: Annotated[float, typer.Option(help="seconds between polls with --follow")] = 1.0,
+    max_seconds: Annotated[
+        float | None, typer.Option(help="with --follow: stop after this many seconds")
+    ] = None,
+    stop: Annotated[
+        bool, typer.Option("--stop", help="remove the capture triggers and the log from the source")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay changes captured on the source (inserts, updates, deletes) on the target."""
+    spec = load_job(job)
+    project = _project() if state.config is not None else None
+
+    def progress(report: Any) -> None:
+        if not as_json:
+            err.print(
+                f"  replayed {report.applied_entries:,} changes "
+                f"(upserted {report.upserted:,}, deleted {report.deleted:,})"
+            )
+
+    report = sync_job(
+        spec,
+        spec_path=job,
+        project=project,
+        follow=follow,
+        interval=interval,
+        max_seconds=max_seconds,
+        stop=stop,
+        on_round=progress,
+    )
+    if as_json:
+        render.emit_json(
+            {
+                "job": report.job,
+                "applied_entries": report.applied_entries,
+                "upserted": report.upserted,
+                "deleted": report.deleted,
+                "rejected": report.rejected,
+                "last_id": report.last_id,
+                "stopped_capture": stop,
+            }
+        )
+    elif stop:
+        out.print(f"capture stopped for job {report.job}: triggers and log removed")
+    else:
+        out.print(
+            f"job {report.job}: {report.applied_entries:,} changes replayed, "
+            f"{report.upserted:,} rows upserted, {report.deleted:,} deleted, "
+            f"{report.rejected:,} rejected (log id {report.last_id})"
+        )
 
 
 @app.command()

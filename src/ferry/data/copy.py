@@ -23,7 +23,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.schema import AddConstraint, ForeignKeyConstraint, Index
 
 from ferry.config.project import Project, load_project
-from ferry.data import deferral, state
+from ferry.data import deferral, delta, state
 from ferry.data.chunks import KeyRange, plan_ranges
 from ferry.data.deferral import Restored
 from ferry.data.extract import read_chunk
@@ -36,7 +36,7 @@ from ferry.data.modes import (
     source_rows,
     strata_counts,
 )
-from ferry.data.spec import JobSpec, LoadStrategy, OnConflict
+from ferry.data.spec import JobSpec, LoadStrategy, Mode, OnConflict
 from ferry.data.state import Counts, Reject
 from ferry.data.tables import TablePlan, plan_tables
 from ferry.data.transform import ROW, DataError, Transformer
@@ -77,6 +77,8 @@ class CopyReport:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     needs_translation: list[str] = field(default_factory=list)
+    #: Capture triggers installed on the source for `mode: delta` tables.
+    delta_triggers: list[str] = field(default_factory=list)
     #: Indexes, foreign keys and triggers set aside during the load, and how each came back.
     deferred: list[Restored] = field(default_factory=list)
 
@@ -616,6 +618,11 @@ def copy_data(
         job = _Job(spec, source, target, spec_path, run_id, on_progress)
         job.check_filters(plans)
         report.needs_translation = [f"view {v}" for v in inspect(source.engine).get_view_names()]
+        # Capture starts before the first row is read, so no change slips between copy
+        # and sync; replaying a change the copy already saw is harmless.
+        report.delta_triggers = delta.install(
+            source, [p for p in plans if p.spec.mode is Mode.DELTA]
+        )
         pending = job.prepare(plans, restart)
         job.set_aside(plans)
         try:
@@ -675,3 +682,63 @@ def copy_data(
 
 
 __all__ = ["CopyReport", "Progress", "TableReport", "copy_data"]
+
+
+def sync_job(
+    spec: JobSpec,
+    *,
+    spec_path: Path,
+    project: Project | None = None,
+    follow: bool = False,
+    interval: float = 1.0,
+    max_seconds: float | None = None,
+    stop: bool = False,
+    on_round: Callable[[delta.SyncReport], None] | None = None,
+) -> delta.SyncReport:
+    """Replay captured changes of the job's `mode: delta` tables on the target, or with
+    `stop`, remove the capture triggers and the log from the source.
+
+    Raises:
+        ConfigError: the job has no `mode: delta` table.
+    """
+    source = open_endpoint(spec.source, key="source", spec_path=spec_path, project=project)
+    target = open_endpoint(spec.target, key="target", spec_path=spec_path, project=project)
+    try:
+        plans = [
+            p
+            for p in plan_tables(spec, source.engine, target.engine, file=spec_path)
+            if p.spec.mode is Mode.DELTA
+        ]
+        if not plans:
+            raise ConfigError(
+                "no table of this job has `mode: delta`",
+                file=spec_path,
+                key="tables",
+                hint="set `mode: delta` on the tables whose changes should follow the copy",
+            )
+        job = spec.name or spec_path.stem
+        if stop:
+            delta.uninstall(source, [p.source.name for p in plans])
+            return delta.SyncReport(job)
+        missing = [p.source.name for p in plans if not p.target_exists]
+        if missing:
+            raise ConfigError(
+                f"the target has no table for {', '.join(missing)}",
+                file=spec_path,
+                hint="run `ferry copy` first: it installs the capture triggers and copies "
+                "the rows that sync then keeps current",
+            )
+        return delta.sync(
+            source,
+            target,
+            plans,
+            job=job,
+            run_id=str(uuid.uuid4()),
+            follow=follow,
+            interval=interval,
+            max_seconds=max_seconds,
+            on_round=on_round,
+        )
+    finally:
+        source.dispose()
+        target.dispose()

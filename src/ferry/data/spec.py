@@ -89,6 +89,7 @@ class Mode(StrEnum):
     FULL = "full"
     INCREMENTAL = "incremental"
     SAMPLE = "sample"
+    DELTA = "delta"  # full copy, then `ferry sync` replays captured changes
 
 
 class SampleMethod(StrEnum):

@@ -184,6 +184,19 @@ class Adapter:
         (primary keys and unique indexes stay: they keep the load honest)."""
         return []
 
+    def install_delta_triggers(
+        self, conn: Connection, table: str, key: list[str], log_table: str
+    ) -> list[str]:
+        """Triggers that log the key of every inserted, updated and deleted row of `table`
+        into `log_table` (table_name, op I/U/D, row_key as a JSON object). Idempotent."""
+        raise NotImplementedError(f"delta capture is not available for {self.name}")
+
+    def drop_delta_triggers(self, conn: Connection, table: str) -> None:
+        raise NotImplementedError(f"delta capture is not available for {self.name}")
+
+    def drop_delta_support(self, conn: Connection) -> None:
+        """Remove shared helpers of the capture triggers (PostgreSQL's trigger function)."""
+
     def reset_identity(self, conn: Connection, table: Table) -> None:
         """After loading explicit ids, make the next generated id follow the largest one."""
 

@@ -168,6 +168,41 @@ class MySQLAdapter(Adapter):
             )
         return found
 
+    def install_delta_triggers(
+        self, conn: Connection, table: str, key: list[str], log_table: str
+    ) -> list[str]:
+        def key_json(row: str) -> str:
+            return "JSON_OBJECT(" + ", ".join(f"'{k}', {row}.`{k}`" for k in key) + ")"
+
+        def log(op: str, row: str) -> str:
+            return (
+                f"INSERT INTO `{log_table}` (table_name, op, row_key) "
+                f"VALUES ('{table}', '{op}', {key_json(row)})"
+            )
+
+        changed = " OR ".join(f"NOT (OLD.`{k}` <=> NEW.`{k}`)" for k in key)
+        bodies = {
+            "i": ("INSERT", log("I", "NEW")),
+            "u": (
+                "UPDATE",
+                f"BEGIN IF {changed} THEN {log('D', 'OLD')}; END IF; {log('U', 'NEW')}; END",
+            ),
+            "d": ("DELETE", log("D", "OLD")),
+        }
+        names = []
+        for suffix, (event, body) in bodies.items():
+            name = f"ferry_delta_{table}_{suffix}"[:64]
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS `{name}`")
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER `{name}` AFTER {event} ON `{table}` FOR EACH ROW {body}"
+            )
+            names.append(name)
+        return names
+
+    def drop_delta_triggers(self, conn: Connection, table: str) -> None:
+        for suffix in "iud":
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS `{f'ferry_delta_{table}_{suffix}'[:64]}`")
+
     def create_database(self, admin: Connection, name: str) -> None:
         admin.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
 

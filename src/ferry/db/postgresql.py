@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import uuid
 from typing import Any
 
 import pyarrow as pa
@@ -110,14 +109,19 @@ class PostgresAdapter(Adapter):
     def upsert(
         self, conn: Connection, table: Table, data: pa.Table, conflict: list[str], update: bool
     ) -> int:
-        """COPY into a temporary table, then one INSERT ... ON CONFLICT from it."""
+        """COPY into a session's staging table, then one INSERT ... ON CONFLICT from it.
+
+        One staging table per target table and session, emptied after each use: creating one
+        per call would pile up locks when a refused batch is halved again and again.
+        """
         if data.num_rows == 0:
             return 0
         preparer = conn.dialect.identifier_preparer
-        stage_name = f"ferry_stage_{uuid.uuid4().hex[:12]}"
+        digest = hashlib.sha1(table.name.encode()).hexdigest()[:12]
+        stage_name = f"ferry_stage_{digest}"
         conn.exec_driver_sql(
-            f"CREATE TEMPORARY TABLE {preparer.quote(stage_name)} "
-            f"(LIKE {preparer.format_table(table)}) ON COMMIT DROP"
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {preparer.quote(stage_name)} "
+            f"(LIKE {preparer.format_table(table)}) ON COMMIT DELETE ROWS"
         )
         stage = Table(stage_name, MetaData(), *[Column(c.name, c.type) for c in table.columns])
         self.bulk_insert(conn, stage, data)
@@ -130,7 +134,9 @@ class PostgresAdapter(Adapter):
             )
         else:
             statement = statement.on_conflict_do_nothing(index_elements=conflict)
-        return int(conn.execute(statement).rowcount)
+        written = int(conn.execute(statement).rowcount)
+        conn.exec_driver_sql(f"TRUNCATE {preparer.quote(stage_name)}")
+        return written
 
     def deferrable_objects(self, conn: Connection, table: str) -> list[DeferredObject]:
         found: list[DeferredObject] = []
@@ -188,6 +194,33 @@ class PostgresAdapter(Adapter):
             )
         return found
 
+    def install_delta_triggers(
+        self, conn: Connection, table: str, key: list[str], log_table: str
+    ) -> list[str]:
+        preparer = conn.dialect.identifier_preparer
+        log = preparer.quote(log_table)
+        conn.exec_driver_sql(_DELTA_FUNCTION.replace("{log}", log))
+        name = f"ferry_delta_{table}"[:63]
+        args = ", ".join("'" + k.replace("'", "''") + "'" for k in key)
+        conn.exec_driver_sql(
+            f"DROP TRIGGER IF EXISTS {preparer.quote(name)} ON {preparer.quote(table)}"
+        )
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {preparer.quote(name)} AFTER INSERT OR UPDATE OR DELETE ON "
+            f"{preparer.quote(table)} FOR EACH ROW EXECUTE FUNCTION ferry_delta_capture({args})"
+        )
+        return [name]
+
+    def drop_delta_triggers(self, conn: Connection, table: str) -> None:
+        preparer = conn.dialect.identifier_preparer
+        name = f"ferry_delta_{table}"[:63]
+        conn.exec_driver_sql(
+            f"DROP TRIGGER IF EXISTS {preparer.quote(name)} ON {preparer.quote(table)}"
+        )
+
+    def drop_delta_support(self, conn: Connection) -> None:
+        conn.exec_driver_sql("DROP FUNCTION IF EXISTS ferry_delta_capture()")
+
     def reset_identity(self, conn: Connection, table: Table) -> None:
         preparer = conn.dialect.identifier_preparer
         for column in table.primary_key.columns:
@@ -209,6 +242,34 @@ class PostgresAdapter(Adapter):
 
     def drop_database(self, admin: Connection, name: str) -> None:
         admin.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# One function serves every captured table; the key columns come as trigger arguments.
+# An update that changes the key logs a delete of the old key, then the new key.
+_DELTA_FUNCTION = """
+CREATE OR REPLACE FUNCTION ferry_delta_capture() RETURNS trigger LANGUAGE plpgsql AS $ferry$
+DECLARE
+  new_key jsonb;
+  old_key jsonb;
+BEGIN
+  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    SELECT jsonb_object_agg(c, to_jsonb(NEW) -> c) INTO new_key FROM unnest(TG_ARGV) AS c;
+  END IF;
+  IF TG_OP IN ('DELETE', 'UPDATE') THEN
+    SELECT jsonb_object_agg(c, to_jsonb(OLD) -> c) INTO old_key FROM unnest(TG_ARGV) AS c;
+  END IF;
+  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND old_key IS DISTINCT FROM new_key) THEN
+    INSERT INTO {log} (table_name, op, row_key) VALUES (TG_TABLE_NAME, 'D', old_key::text);
+  END IF;
+  IF TG_OP = 'DELETE' THEN
+    RETURN OLD;
+  END IF;
+  INSERT INTO {log} (table_name, op, row_key)
+    VALUES (TG_TABLE_NAME, left(TG_OP, 1), new_key::text);
+  RETURN NEW;
+END
+$ferry$
+"""
 
 
 def _bytea_as_hex(data: pa.Table) -> pa.Table:

@@ -169,6 +169,43 @@ class SQLiteAdapter(Adapter):
             DeferredObject(table, "index", name, f'DROP INDEX "{name}"', sql) for name, sql in rows
         ]
 
+    def install_delta_triggers(
+        self, conn: Connection, table: str, key: list[str], log_table: str
+    ) -> list[str]:
+        def key_json(row: str) -> str:
+            return "json_object(" + ", ".join(f"'{k}', {row}.\"{k}\"" for k in key) + ")"
+
+        def log(op: str, row: str) -> str:
+            return (
+                f'INSERT INTO "{log_table}" (table_name, op, row_key, changed_at) '
+                f"VALUES ('{table}', '{op}', {key_json(row)}, CURRENT_TIMESTAMP);"
+            )
+
+        changed = " OR ".join(f'OLD."{k}" IS NOT NEW."{k}"' for k in key)
+        bodies = {
+            "i": ("INSERT", log("I", "NEW")),
+            "u": (
+                "UPDATE",
+                f'INSERT INTO "{log_table}" (table_name, op, row_key, changed_at) '
+                f"SELECT '{table}', 'D', {key_json('OLD')}, CURRENT_TIMESTAMP "
+                f"WHERE {changed}; {log('U', 'NEW')}",
+            ),
+            "d": ("DELETE", log("D", "OLD")),
+        }
+        names = []
+        for suffix, (action, body) in bodies.items():
+            name = f"ferry_delta_{table}_{suffix}"
+            conn.exec_driver_sql(
+                f'CREATE TRIGGER IF NOT EXISTS "{name}" AFTER {action} ON "{table}" '
+                f"FOR EACH ROW BEGIN {body} END"
+            )
+            names.append(name)
+        return names
+
+    def drop_delta_triggers(self, conn: Connection, table: str) -> None:
+        for suffix in "iud":
+            conn.exec_driver_sql(f'DROP TRIGGER IF EXISTS "ferry_delta_{table}_{suffix}"')
+
     def connectorx_url(self, url: URL) -> str | None:
         path = database_path(url)
         return f"sqlite://{path.resolve()}" if path is not None else None
