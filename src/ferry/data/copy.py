@@ -38,6 +38,7 @@ from ferry.data.modes import (
 )
 from ferry.data.spec import JobSpec, LoadStrategy, Mode, OnConflict
 from ferry.data.state import Counts, Reject
+from ferry.data.stream import BoundedReader
 from ferry.data.tables import TablePlan, plan_tables
 from ferry.data.transform import ROW, DataError, Transformer
 from ferry.db.target import Target, open_target, open_url
@@ -285,6 +286,8 @@ class _Job:
             predicate = window.predicate(plan.source.c[plan.spec.cursor])
             if predicate is not None:
                 parts.append(predicate)
+        if self.spec.load.strategy is LoadStrategy.STREAM:
+            return [KeyRange(0, None, None)]  # one stream per table, checkpointed per flush
         return plan_ranges(
             conn,
             plan.source,
@@ -334,6 +337,55 @@ class _Job:
         for chunk in chunks:
             self.run_chunk(plan, transformer, chunk)
 
+    def run_stream(self, plan: TablePlan, transformer: Transformer, chunk: KeyRange) -> None:
+        """Stream a table: bounded read-ahead, flushes by size or time, each checkpointed."""
+        if self.abort.is_set():
+            return
+        if transformer.deduper is not None and self.done.get(plan.name):
+            self._seed_deduper(plan, transformer)
+        with self.target.connect() as conn:
+            position, flushes = state.stream_position(conn, self.job, plan.name)
+        start = KeyRange(chunk.index, position or chunk.lo, chunk.hi)
+        load = self.spec.load
+        window = self.windows.get(plan.name)
+        extra = (
+            window.predicate(plan.source.c[plan.spec.cursor])
+            if window is not None and plan.spec.cursor
+            else None
+        )
+        reader = BoundedReader(
+            self.source,
+            plan,
+            start,
+            read_rows=max(1, load.batch_size // load.buffer_batches),
+            capacity=load.buffer_batches,
+            extra=extra,
+        )
+        with reader:
+            try:
+                for batch in reader.buffers(load.batch_size, load.flush_interval):
+                    if self.abort.is_set():
+                        return
+                    started = time.perf_counter()
+                    flushes += 1
+                    last = [batch[k][batch.num_rows - 1].as_py() for k in plan.key] or None
+                    flush = KeyRange(flushes, start.lo, last)
+                    counts = self._flush(plan, transformer, batch, flush, new_row=True)
+                    start = KeyRange(chunk.index, last, chunk.hi)
+                    self._record(plan, counts, time.perf_counter() - started, chunks=0)
+            except FerryError:
+                raise
+            except Exception as error:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+                raise SourceReadError(
+                    f"streaming `{plan.name}` from the source failed after key {start.lo}: "
+                    f"{reason}",
+                    hint="the flushed rows are checkpointed: run the same command to resume",
+                ) from error
+        with self.target.connect() as conn, conn.begin():
+            state.mark_done(conn, self.job, plan.name, chunk.index, Counts(), self.run_id)
+        self._record(plan, Counts(), 0.0)
+
     def _seed_deduper(self, plan: TablePlan, transformer: Transformer) -> None:
         assert transformer.deduper is not None
         columns = [plan.target.c[c] for c in transformer.deduper.columns]
@@ -364,6 +416,19 @@ class _Job:
                 hint="the chunks done so far are checkpointed: run the same command again to "
                 "resume",
             ) from error
+        counts = self._flush(plan, transformer, batch, chunk, new_row=False)
+        self._record(plan, counts, time.perf_counter() - started)
+
+    def _flush(
+        self,
+        plan: TablePlan,
+        transformer: Transformer,
+        batch: pa.Table,
+        chunk: KeyRange,
+        *,
+        new_row: bool,
+    ) -> Counts:
+        """Transform and load a batch; its rows, rejects and checkpoint commit together."""
         sampler = self.samplers.get(plan.name)
         out = transformer.apply(batch, sampler.keep(batch, chunk) if sampler else None)
         rejects = list(out.rejects)
@@ -377,8 +442,11 @@ class _Job:
                 out.counts.deduped + skipped,
             )
             state.write_rejects(conn, self.job, self.run_id, rejects)
-            state.mark_done(conn, self.job, plan.name, chunk.index, counts, self.run_id)
-        self._record(plan, counts, time.perf_counter() - started)
+            if new_row:
+                state.record_flush(conn, self.job, plan.name, chunk, counts, self.run_id)
+            else:
+                state.mark_done(conn, self.job, plan.name, chunk.index, counts, self.run_id)
+        return counts
 
     def _load(
         self,
@@ -436,12 +504,12 @@ class _Job:
             return str(orig).strip().splitlines()[0]
         return "refused within its batch"
 
-    def _record(self, plan: TablePlan, counts: Counts, seconds: float) -> None:
+    def _record(self, plan: TablePlan, counts: Counts, seconds: float, chunks: int = 1) -> None:
         limits = self.spec.errors
         with self.lock:
             self.totals.add(counts)
             self.per_table[plan.name].add(counts)
-            self.done[plan.name] += 1
+            self.done[plan.name] += chunks
             self.seconds[plan.name] = self.seconds.get(plan.name, 0.0) + seconds
             event = Progress(
                 plan.name,
@@ -636,7 +704,11 @@ def copy_data(
                     for plan in wave:
                         transformer = transformers[plan.name]
                         chunks = pending[plan.name]
-                        if transformer.deduper is not None:
+                        if spec.load.strategy is LoadStrategy.STREAM and chunks:
+                            futures.append(
+                                pool.submit(job.run_stream, plan, transformer, chunks[0])
+                            )
+                        elif transformer.deduper is not None:
                             futures.append(pool.submit(job.run_table, plan, transformer, chunks))
                         else:
                             futures.extend(

@@ -111,6 +111,7 @@ class Sample(_Model):
 class LoadStrategy(StrEnum):
     BULK = "bulk"
     UPSERT = "upsert"
+    STREAM = "stream"
 
 
 class OnConflict(StrEnum):
@@ -213,6 +214,10 @@ class LoadSpec(_Model):
     workers: int = Field(default=2, ge=1, le=64)
     defer_indexes: bool = True
     create_tables: bool = True
+    #: stream: batches read ahead at most (back-pressure beyond that), and seconds after
+    #: which a partial buffer is flushed anyway
+    buffer_batches: int = Field(default=4, ge=1, le=1000)
+    flush_interval: float = Field(default=5.0, gt=0)
 
 
 class ErrorLimits(_Model):

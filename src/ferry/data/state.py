@@ -295,3 +295,48 @@ def write_rejects(conn: Connection, job: str, run_id: str, found: list[Reject]) 
             for r in found
         ],
     )
+
+
+def record_flush(
+    conn: Connection, job: str, table: str, flush: KeyRange, counts: Counts, run_id: str
+) -> None:
+    """A stream's flush: a done chunk whose `hi` is the last key it loaded."""
+    lo, hi = flush.to_json()
+    conn.execute(
+        insert(checkpoints),
+        [
+            {
+                "job": job,
+                "table_name": table,
+                "chunk": flush.index,
+                "lo": lo,
+                "hi": hi,
+                "status": "done",
+                "rows_read": counts.read,
+                "rows_written": counts.written,
+                "rows_rejected": counts.rejected,
+                "rows_filtered": counts.filtered,
+                "rows_deduped": counts.deduped,
+                "run_id": run_id,
+                "updated_at": now(),
+            }
+        ],
+    )
+
+
+def stream_position(conn: Connection, job: str, table: str) -> tuple[list[Any] | None, int]:
+    """The last key a stream flushed, and how many flushes it has made (chunk 0 is the
+    stream itself; flushes are numbered from 1)."""
+    row = conn.execute(
+        select(checkpoints.c.chunk, checkpoints.c.hi)
+        .where(
+            and_(
+                checkpoints.c.job == job, checkpoints.c.table_name == table, checkpoints.c.chunk > 0
+            )
+        )
+        .order_by(checkpoints.c.chunk.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None, 0
+    return (json.loads(row[1]) if row[1] else None), int(row[0])
