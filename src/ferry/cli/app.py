@@ -13,7 +13,7 @@ from ferry.cli import render
 from ferry.cli.render import err, out
 from ferry.config.project import Project, load_project
 from ferry.config.scaffold import init_project
-from ferry.data.copy import copy_data, sync_job
+from ferry.data.copy import CopyReport, copy_data, sync_job
 from ferry.data.spec import load_job
 from ferry.db.doctor import doctor as run_doctor
 from ferry.errors import FerryError
@@ -317,17 +317,27 @@ def copy(
                 "in the target (`--restart` copies again)"
             )
         out.print(render.copy_table(report))
-        rebuilt = [d for d in report.deferred if d.error is None]
-        if rebuilt:
-            out.print(
-                "set aside for the load and rebuilt: "
-                + ", ".join(f"{d.kind} {d.name} on {d.table}" for d in rebuilt),
-                highlight=False,
-            )
-        for item in report.needs_translation:
-            out.print(f"[yellow]needs translation:[/] {item}", highlight=False)
-        for warning in report.warnings:
-            out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        _copy_footer(report)
+
+
+def _copy_footer(report: CopyReport) -> None:
+    rebuilt = [d for d in report.deferred if d.error is None]
+    if rebuilt:
+        out.print(
+            "set aside for the load and rebuilt: "
+            + ", ".join(f"{d.kind} {d.name} on {d.table}" for d in rebuilt),
+            highlight=False,
+        )
+    for summary in report.aggregates:
+        out.print(
+            f"aggregate {summary.table}: {summary.groups:,} groups from "
+            f"{summary.rows_read:,} rows of {summary.source}",
+            highlight=False,
+        )
+    for item in report.needs_translation:
+        out.print(f"[yellow]needs translation:[/] {item}", highlight=False)
+    for warning in report.warnings:
+        out.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 @app.command()
@@ -404,6 +414,7 @@ def quickstart(
     out.print(render.history_table("new", result.history))
     if result.copy is not None:
         out.print(render.copy_table(result.copy))
+        _copy_footer(result.copy)
     out.print(f"\nproject in [bold]{folder}[/]: try `ferry -c {folder} status`")
 
 

@@ -206,6 +206,7 @@ def copy_json(report: CopyReport) -> dict[str, Any]:
         "warnings": report.warnings,
         "needs_translation": report.needs_translation,
         "deferred": [asdict(d) for d in report.deferred],
+        "aggregates": [asdict(a) for a in report.aggregates],
         "tables": [
             {
                 "table": t.source,

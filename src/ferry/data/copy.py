@@ -23,7 +23,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.schema import AddConstraint, ForeignKeyConstraint, Index
 
 from ferry.config.project import Project, load_project
-from ferry.data import deferral, delta, state
+from ferry.data import aggregate, deferral, delta, state
+from ferry.data.aggregate import AggregateReport
 from ferry.data.chunks import KeyRange, plan_ranges
 from ferry.data.deferral import Restored
 from ferry.data.extract import read_chunk
@@ -78,6 +79,7 @@ class CopyReport:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     needs_translation: list[str] = field(default_factory=list)
+    aggregates: list[AggregateReport] = field(default_factory=list)
     #: Capture triggers installed on the source for `mode: delta` tables.
     delta_triggers: list[str] = field(default_factory=list)
     #: Indexes, foreign keys and triggers set aside during the load, and how each came back.
@@ -741,6 +743,10 @@ def copy_data(
         if job.failure is not None:
             raise job.failure
         job.finalize(plans, report)
+        for name, aggregate_spec in spec.aggregates.items():
+            report.aggregates.append(
+                aggregate.build(target, name, aggregate_spec, key=f"aggregates.{name}")
+            )
         report.status = "completed"
         return report
     except BaseException as error:

@@ -225,6 +225,34 @@ class ErrorLimits(_Model):
     max_error_rate: float = Field(default=0.05, ge=0, le=1)
 
 
+class AggregateSpec(_Model):
+    """A summary table computed from a copied table once its rows are in the target.
+
+    `group_by` and `measures` name target columns; group keys may be expressions
+    (`DATE_TRUNC('hour', recorded_at)`), measures are sum|count|avg|min|max of a column,
+    or count(*).
+    """
+
+    from_: str = Field(alias="from", description="a target table of this job")
+    group_by: dict[str, str]
+    measures: dict[str, str]
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("measures")
+    @classmethod
+    def _measures(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not MEASURE.match(text.strip()):
+                raise ValueError(
+                    f"measure `{name}`: {text!r} is not sum|count|avg|min|max(column) or count(*)"
+                )
+        return value
+
+
+MEASURE = re.compile(r"^(sum|count|avg|min|max)\(\s*(\*|[A-Za-z_][\w]*)\s*\)$", re.I)
+
+
 class JobSpec(_Model):
     name: str | None = None
     source: str
@@ -234,6 +262,7 @@ class JobSpec(_Model):
     tables: dict[str, TableSpec | None] = {}
     load: LoadSpec = LoadSpec()
     errors: ErrorLimits = ErrorLimits()
+    aggregates: dict[str, AggregateSpec] = {}
 
     @field_validator("tables", mode="before")
     @classmethod
