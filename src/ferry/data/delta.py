@@ -63,6 +63,8 @@ delta_log = Table(
 def install(source: Target, plans: list[TablePlan]) -> list[str]:
     """Create the log table and the capture triggers (idempotent). Returns trigger names."""
     names: list[str] = []
+    if not plans:
+        return names
     with source.connect() as conn:
         _meta.create_all(conn, checkfirst=True)
         conn.commit()

@@ -57,14 +57,26 @@ class TablePlan:
         return pa.schema([pa.field(c.name, arrow_type(c.type)) for c in self.target.columns])
 
 
+#: Ferry's own bookkeeping tables never travel with the data.
+FERRY_TABLES = (
+    "schema_migrations",
+    "migration_branches",
+    "migration_checkpoints",
+    "ferry_rejects",
+    "ferry_deferred",
+    "ferry_delta_log",
+)
+
+
 def select_tables(names: list[str], spec: JobSpec) -> list[str]:
-    chosen = [
+    """Source tables matching `include` and not `exclude`, Ferry's own tables left out."""
+    return [
         n
         for n in names
-        if any(fnmatch.fnmatchcase(n, p) for p in spec.include)
+        if n not in FERRY_TABLES
+        and any(fnmatch.fnmatchcase(n, p) for p in spec.include)
         and not any(fnmatch.fnmatchcase(n, p) for p in spec.exclude)
     ]
-    return chosen
 
 
 def plan_tables(

@@ -34,10 +34,10 @@ _NAMED: dict[str, type[sat.TypeEngine[Any]]] = {
     "time": sat.Time,
     "numeric": sat.Numeric,
     "decimal": sat.Numeric,
-    "double": sat.Float,
-    "double precision": sat.Float,
-    "float": sat.Float,
-    "real": sat.Float,
+    "double": sat.Double,
+    "double precision": sat.Double,
+    "float": sat.Double,
+    "real": sat.REAL,
     "bytea": sat.LargeBinary,
     "blob": sat.LargeBinary,
     "json": sat.JSON,
@@ -99,14 +99,18 @@ def translate_type(source: sat.TypeEngine[Any]) -> sat.TypeEngine[Any]:
         source, (mysql.TINYBLOB, mysql.MEDIUMBLOB, mysql.LONGBLOB, mysql.VARBINARY, mysql.BINARY)
     ):
         return sat.LargeBinary()
-    if isinstance(source, sat.Float) and not isinstance(source, sat.Numeric):
-        return sat.Float()
+
     if isinstance(source, sat.Numeric) and not isinstance(source, sat.Float):
         if source.precision is None:
             return sat.Numeric()
         return sat.Numeric(source.precision, source.scale or 0)
     if isinstance(source, sat.Float):
-        return sat.Float()
+        # Single precision stays single; anything else keeps all 53 bits (plain FLOAT would
+        # be 4 bytes on MySQL).
+        single = isinstance(source, sat.REAL | mysql.FLOAT) or (
+            source.precision is not None and source.precision <= 24
+        )
+        return sat.REAL() if single and not isinstance(source, mysql.DOUBLE) else sat.Double()
     if isinstance(source, sat.DateTime):
         return sat.DateTime(timezone=bool(getattr(source, "timezone", False)))
     if isinstance(source, sat.String) and not isinstance(source, sat.Text):
@@ -158,7 +162,7 @@ def sa_type_for_arrow(dtype: pa.DataType) -> sat.TypeEngine[Any]:
     if pa.types.is_integer(dtype):
         return sat.BigInteger() if dtype.bit_width > 32 else sat.Integer()
     if pa.types.is_floating(dtype):
-        return sat.Float()
+        return sat.Double()
     if pa.types.is_decimal(dtype):
         return sat.Numeric(dtype.precision, dtype.scale)
     if pa.types.is_timestamp(dtype):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import tempfile
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 from sqlalchemy import Connection, Table, func, literal_column, text
 from sqlalchemy import types as sat
 from sqlalchemy.dialects.mysql import insert as mysql_insert
@@ -27,6 +30,7 @@ class MySQLAdapter(Adapter):
     # that ran before it. Ferry records them one by one so it can resume or undo exactly.
     transactional_ddl = False
     split_dialect = "mysql"
+    _local_infile = True
     external_tools = ("mariadb-dump", "mysqldump", "mariadb")
 
     def normalize_url(self, url):  # type: ignore[no-untyped-def]
@@ -83,6 +87,69 @@ class MySQLAdapter(Adapter):
         if isinstance(column.type, (sat.Date, sat.DateTime)):
             return func.nullif(column, literal_column("0"), type_=column.type).label(column.name)
         return column
+
+    def bulk_insert(self, conn: Connection, table: Table, data: pa.Table) -> None:
+        """LOAD DATA LOCAL INFILE from CSV written by Arrow's C++ writer.
+
+        Every column travels as text: NULL as `\\N` (so it stays apart from an empty string),
+        backslashes doubled, booleans as 1/0, binary as hex put back with UNHEX. Falls back to
+        batched INSERTs where the server refuses LOCAL INFILE.
+        """
+        if data.num_rows == 0:
+            return
+        if not self._local_infile:
+            super().bulk_insert(conn, table, data)
+            return
+        texts: dict[str, Any] = {}
+        targets: list[str] = []
+        sets: list[str] = []
+        for index, field in enumerate(data.schema):
+            column = data.column(index)
+            name = f"`{field.name}`"
+            if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+                values = column.to_pylist()  # binary columns only: rare
+                text_values = pa.array(
+                    [None if v is None else v.hex() for v in values], pa.string()
+                )
+                targets.append(f"@v{index}")
+                sets.append(f"{name} = UNHEX(@v{index})")
+            else:
+                if pa.types.is_boolean(field.type):
+                    text_values = pc.if_else(column, "1", "0")
+                elif pa.types.is_timestamp(field.type) and field.type.tz is not None:
+                    text_values = pc.cast(pc.cast(column, pa.timestamp("us")), pa.string())
+                else:
+                    text_values = pc.cast(column, pa.string())
+                text_values = pc.replace_substring(text_values, "\\", "\\\\")
+                # An unquoted field reading NULL means NULL to LOAD DATA; `\\L` reads as `L`.
+                text_values = pc.if_else(pc.equal(text_values, "NULL"), "NUL\\L", text_values)
+                targets.append(name)
+            texts[str(index)] = pc.fill_null(text_values, "\\N")
+        with tempfile.NamedTemporaryFile(suffix=".csv") as handle:
+            pcsv.write_csv(
+                pa.table(texts),
+                handle.name,
+                pcsv.WriteOptions(include_header=False, batch_size=max(data.num_rows, 1)),
+            )
+            statement = (
+                f"LOAD DATA LOCAL INFILE %s INTO TABLE `{table.name}` CHARACTER SET utf8mb4 "
+                "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '\\\\' "
+                f"LINES TERMINATED BY '\\n' ({', '.join(targets)})"
+                + (f" SET {', '.join(sets)}" if sets else "")
+            )
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(statement, (handle.name,))
+            except Exception as error:
+                if getattr(error, "args", (None,))[0] in (1148, 2068, 3948):
+                    # LOCAL INFILE disabled on this server or client: use INSERTs.
+                    self._local_infile = False
+                    cursor.close()
+                    super().bulk_insert(conn, table, data)
+                    return
+                raise
+            finally:
+                cursor.close()
 
     def upsert(
         self, conn: Connection, table: Table, data: pa.Table, conflict: list[str], update: bool
