@@ -353,6 +353,24 @@ def ensure_source(servers: Servers, rows: int, regenerate: bool) -> None:
     print(f"source: generated in {time.perf_counter() - started:.1f} s")
 
 
+def drop_strays(servers: Servers) -> list[str]:
+    """Drop `ferry_*` tables that a copy left in the source, so the next run sees 6 tables.
+
+    (`copy_data` creates its delta-capture log table in the source on every run.)
+    """
+    with servers.mysql(SOURCE_DB) as conn, conn.cursor() as cur:
+        marks = ", ".join(["%s"] * len(ALL_TABLES))
+        cur.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+            f"AND table_name LIKE 'ferry\\_%%' AND table_name NOT IN ({marks})",
+            (SOURCE_DB, *ALL_TABLES),
+        )
+        strays = [row[0] for row in cur.fetchall()]
+        for name in strays:
+            cur.execute(f"DROP TABLE `{name}`")
+    return strays
+
+
 def source_counts(servers: Servers, tables: tuple[str, ...]) -> dict[str, int]:
     with servers.mysql(SOURCE_DB) as conn, conn.cursor() as cur:
         counts = {}
@@ -742,6 +760,7 @@ def run_transforms(args: argparse.Namespace, servers: Servers, targets: Targets)
                     args.profile,
                 )
             run.note = watcher.note()
+            left = drop_strays(servers)
             stats = pg_table_stats(servers, database, TRANSFORM_TABLES)
             targets.drop(database)
             results.append((workers, run))
@@ -780,6 +799,8 @@ def run_transforms(args: argparse.Namespace, servers: Servers, targets: Targets)
         for workers, run in results:
             print(f"{workers:>7}  {format_stages(run.result['stages'])}")
         last = results[-1][1].result
+        if left:
+            print(f"note: each Ferry copy created {', '.join(left)} in the source (dropped)")
         print(
             "\ncounts (last run): "
             + "; ".join(
@@ -886,6 +907,10 @@ def physical_limit(servers: Servers, targets: Targets, workdir: Path, rows: int)
 # --- --plain ---
 
 
+def _n(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
 def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> int:
     counts = source_counts(servers, ALL_TABLES)
     total = sum(counts.values())
@@ -918,6 +943,12 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
                 plain_job(servers, ferry_db, args.batch_size), workers, workdir, args.profile
             )
         run.note = watcher.note()
+        left = drop_strays(servers)
+        if left:
+            print(
+                f"note: the Ferry copy created {', '.join(left)} in the source; dropped before "
+                "pgloader runs"
+            )
         ferry_stats = pg_table_stats(servers, ferry_db, ALL_TABLES)
         if run.result["status"] != "completed":
             failures += 1
@@ -988,8 +1019,8 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
         same = ours == counts[table] and (loader_stats is None or theirs == counts[table])
         failures += 0 if same else 1
         print(
-            f"{table:<15} {counts[table]:>10,} {ours if ours is not None else '-':>10} "
-            f"{theirs if theirs is not None else '-':>10}{'' if same else '  MISMATCH'}"
+            f"{table:<15} {counts[table]:>10,} {_n(ours):>10} {_n(theirs):>10}"
+            f"{'' if same else '  MISMATCH'}"
         )
     print(
         f"{'indexes':<15} {src_indexes:>10} {ferry_stats['indexes']:>10} "
@@ -1051,6 +1082,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{servers.pg_port}"
     )
     ensure_source(servers, args.rows, args.regenerate)
+    strays = drop_strays(servers)
+    if strays:
+        print(f"source: dropped tables an earlier copy left there: {', '.join(strays)}")
     targets = Targets(servers, args.keep)
     try:
         if args.plain:

@@ -424,6 +424,19 @@ def test_value_maps_unmapped_keep_and_null(few: Pair) -> None:
     ]
 
 
+def test_value_map_with_an_unquoted_yaml_null(lite: Pair) -> None:
+    """`unmapped: null` unquoted is YAML's null: it means "null" or is refused, never a crash."""
+    _people(lite, [(1, "a", None, None, None, None, None), (2, "q", None, None, None, None, None)])
+    body = "tables:\n  people:\n    columns: [id, kind]\n    values:\n"
+    body += "      kind: {map: {a: alpha}, unmapped: null}\n"
+    try:
+        lite.copy(body)
+    except ConfigError as error:
+        assert "tables.people.values.kind" in str(error)  # noqa: PT017
+        return
+    assert lite.rows("people") == [(1, "alpha"), (2, None)]
+
+
 def test_null_rules_preserve_default_remove(few: Pair) -> None:
     _people(
         few,
@@ -547,7 +560,7 @@ def test_dedupe_keep_last_across_batches(few: Pair) -> None:
         """
     )
     assert counts_of(report)["people"] == Counts(read=7, written=4, deduped=3)
-    assert report.tables[0].chunks >= 3
+    assert report.tables[0].chunks >= 3  # duplicates meet across chunks
     assert few.rows("people") == [(4, "z", 1), (5, "y", 3), (6, "x", 4), (7, "w", 1)]
 
 
@@ -666,9 +679,14 @@ def test_schema_translation_when_ferry_creates_tables(pair: Pair) -> None:
     # The foreign key holds: an orphan child is refused.
     with pytest.raises(Exception, match=r"(?i)foreign key"):
         pair.target_sql("INSERT INTO child VALUES (99, 42, 'orphan')")
-    # Column defaults come along: a row that leaves them out gets them.
-    pair.target_sql("INSERT INTO parent (id, code, flag) VALUES (7, 'p7', FALSE)")
-    assert pair.rows("parent", "id", "name", "qty")[-1] == (7, "unnamed", 0)
+
+
+def test_column_defaults_come_along(few: Pair) -> None:
+    _schema_source(few)
+    few.copy("tables: {parent: }\n")
+    # A row that leaves the columns out gets the source's defaults.
+    few.target_sql("INSERT INTO parent (id, code, flag) VALUES (7, 'p7', FALSE)")
+    assert few.rows("parent", "id", "name", "qty")[-1] == (7, "unnamed", 0)
 
 
 # --------------------------------------------------------------------------- chunking
@@ -745,13 +763,13 @@ def test_max_errors_aborts_and_a_rerun_resumes(few: Pair) -> None:
     _scored(few, total=12, bad_every=4)  # bad: 4, 8, 12; chunks of 3 ids
     with pytest.raises(DataError, match=r"2 rows rejected, more than errors\.max_errors = 1"):
         few.copy(SCORES_JOB.format(batch=3, errors="max_errors: 1"))
-    # Chunks (1-3) and (4-6) hold one bad row; (7-9) with the second is the one that stops.
+    # Chunks 1-3 and 4-6 load (one reject); 7-9 loads with the second reject, then the run stops.
     assert _target_count(few, "scores") == 7
     assert [r[1] for r in few.rejects()] == [[4], [8]]
 
     report = few.copy(SCORES_JOB.format(batch=3, errors="max_errors: 10"))
 
-    assert report.tables[0].chunks_resumed == 3
+    assert [(t.source, t.chunks, t.chunks_resumed) for t in report.tables] == [("scores", 4, 3)]
     assert counts_of(report)["scores"] == Counts(read=12, written=9, rejected=3)
     assert few.rows("scores", "id") == [(i,) for i in range(1, 13) if i % 4]
     assert [r[1] for r in few.rejects()] == [[4], [8], [12]]
@@ -768,7 +786,7 @@ def test_max_error_rate_aborts_and_a_rerun_resumes(tmp_path: Path) -> None:
 
         report = pair.copy(SCORES_JOB.format(batch=500, errors="max_error_rate: 0.2"))
 
-        assert report.tables[0].chunks_resumed == 2
+        assert [(t.source, t.chunks, t.chunks_resumed) for t in report.tables] == [("scores", 3, 2)]
         assert counts_of(report)["scores"] == Counts(read=1500, written=1350, rejected=150)
         assert _target_count(pair, "scores") == 1350
         assert _target_count(pair, "ferry_rejects") == 150

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -43,6 +44,9 @@ CODES = {"A": "alpha", "B": "beta", "C": "gamma"}
 # duplicates of a key are spread over chunks far apart.
 DEDUPE_KEYS = 23_456
 START_TIMEOUT = 60.0
+# After the wanted number of chunks is checkpointed, the kill waits a random moment up to this
+# long (about one chunk's time), so it lands anywhere in the other worker's chunk.
+KILL_JITTER = 0.08
 
 
 def _cat(dialect: str, *parts: str) -> str:
@@ -194,8 +198,8 @@ def _kill_when_done(
     tmp_path: Path,
     children: list[subprocess.Popen[bytes]],
 ) -> int:
-    """Start the copy, SIGKILL it once `fraction` of `table`'s chunks are done (0: as soon as
-    its chunk plan is saved), return the number of chunks done at the kill."""
+    """Start the copy, SIGKILL it a random moment after `fraction` of `table`'s chunks are
+    done (0: after its chunk plan is saved); return the number of chunks done at the kill."""
     with (tmp_path / "killed.out").open("wb") as out, (tmp_path / "killed.err").open("wb") as err:
         child = subprocess.Popen(_copy_command(job), cwd=tmp_path, stdout=out, stderr=err)
     children.append(child)
@@ -216,6 +220,7 @@ def _kill_when_done(
             if chunks:
                 done = sum(1 for c in chunks if c.status == "done")
                 if done >= math.ceil(fraction * len(chunks)):
+                    time.sleep(random.uniform(0.0, KILL_JITTER))
                     os.kill(child.pid, signal.SIGKILL)
                     break
             time.sleep(0.005)

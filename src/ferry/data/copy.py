@@ -201,9 +201,14 @@ class _Job:
                 self._check_conflict(plan)
                 with conn.begin():
                     stored = state.stored_chunks(conn, self.job, plan.name)
-                if not stored:
+                planned = any(i != state.TABLE_ROW for i in stored)
+                creating = stored.get(state.TABLE_ROW, (None, "", None))[1] == "creating"
+                if not planned:
+                    if not plan.target_exists:
+                        with conn.begin():
+                            state.mark_creating(conn, self.job, plan.name, self.run_id)
                     with conn.begin(), self.source.connect() as source_conn:
-                        status = "existing"
+                        status = "created" if creating else "existing"
                         if not plan.target_exists:
                             if not self.spec.load.create_tables:
                                 raise ConfigError(

@@ -157,7 +157,23 @@ def save_plan(
     for chunk in chunks:
         lo, hi = chunk.to_json()
         values.append({**values[0], "chunk": chunk.index, "lo": lo, "hi": hi, "status": "pending"})
+    # A `creating` row may already stand for this table (see mark_creating).
+    conn.execute(
+        delete(checkpoints).where(
+            and_(
+                checkpoints.c.job == job,
+                checkpoints.c.table_name == table,
+                checkpoints.c.chunk == TABLE_ROW,
+            )
+        )
+    )
     conn.execute(insert(checkpoints), values)
+
+
+def mark_creating(conn: Connection, job: str, table: str, run_id: str) -> None:
+    """Say, before a CREATE TABLE that commits at once (MySQL), that Ferry is making the
+    table: a run killed right after it still knows the table is Ferry's to finish."""
+    save_plan(conn, job, table, [], "creating", run_id)
 
 
 TableRow = tuple[str, str | None, str | None]
