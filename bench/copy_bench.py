@@ -354,9 +354,10 @@ def ensure_source(servers: Servers, rows: int, regenerate: bool) -> None:
 
 
 def drop_strays(servers: Servers) -> list[str]:
-    """Drop `ferry_*` tables that a copy left in the source, so the next run sees 6 tables.
+    """Drop `ferry_*` tables that a copy left in the source, so every run sees the 6 tables.
 
-    (`copy_data` creates its delta-capture log table in the source on every run.)
+    (Ferry before commit efda4ab created its delta-capture log `ferry_delta_log` in the source
+    on every copy; pgloader would then copy it too.)
     """
     with servers.mysql(SOURCE_DB) as conn, conn.cursor() as cur:
         marks = ", ".join(["%s"] * len(ALL_TABLES))
@@ -581,10 +582,18 @@ def run_child(job_file: Path, workers: int, profile_out: Path | None) -> int:
         "load", PostgresAdapter.bulk_insert
     )
     pcsv.write_csv = stages.wrap("csv", pcsv.write_csv)
+    # Main-thread phases before and after the chunks.
+    copy_module.plan_tables = stages.wrap("plan", copy_module.plan_tables)  # type: ignore[assignment]
+    job_class: Any = copy_module._Job
+    for method in ("prepare", "finalize", "restore_deferred"):
+        setattr(job_class, method, stages.wrap(method, getattr(job_class, method)))
+    if hasattr(copy_module, "delta"):
+        copy_module.delta.install = stages.wrap("capture", copy_module.delta.install)
     if profile_out is not None:
         copy_module.ThreadPoolExecutor = _InlineExecutor  # type: ignore[assignment,misc]
 
     spec = parse_job(job_file.read_text(), path=job_file)
+    ready = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     last_commit = [0.0]
 
     def on_progress(_: Any) -> None:
@@ -608,6 +617,7 @@ def run_child(job_file: Path, workers: int, profile_out: Path | None) -> int:
         "seconds": seconds,
         "load_seconds": (last_commit[0] - t0) if last_commit[0] else seconds,
         "rss_mib": peak / 1024,
+        "rss_ready_mib": ready / 1024,
         "warnings": report.warnings,
         "stages": stages.seconds,
         "tables": {
@@ -720,10 +730,16 @@ load:
 
 
 def format_stages(stages: dict[str, float]) -> str:
+    def get(name: str) -> float:
+        return stages.get(name, 0.0)
+
+    before = get("plan") + get("capture") + get("prepare")
     return (
-        f"read {stages.get('read', 0):.2f}  transform {stages.get('transform', 0):.2f}  "
-        f"load {stages.get('load', 0):.2f} (Arrow CSV writer {stages.get('csv', 0):.2f}, "
-        f"COPY {stages.get('load', 0) - stages.get('csv', 0):.2f})"
+        f"before chunks {before:.2f} (reflect {get('plan'):.2f}, capture {get('capture'):.2f}, "
+        f"prepare {get('prepare'):.2f}) | per chunk: read {get('read'):.2f}, transform "
+        f"{get('transform'):.2f}, load {get('load'):.2f} (Arrow CSV {get('csv'):.2f}, COPY "
+        f"{get('load') - get('csv'):.2f}) | after: indexes+FKs {get('finalize'):.2f}, "
+        f"restore {get('restore_deferred'):.2f}"
     )
 
 
@@ -780,7 +796,7 @@ def run_transforms(args: argparse.Namespace, servers: Servers, targets: Targets)
 
         print(
             f"\n{'workers':>7} {'copy s':>7} {'load s':>7} {'rows/s':>10} {'load rows/s':>11} "
-            f"{'MB/s':>6} {'Arrow MB/s':>10} {'peak RSS':>9} {'proc s':>7}"
+            f"{'MB/s':>6} {'Arrow MB/s':>10} {'peak RSS':>9} {'(ready)':>9} {'proc s':>7}"
         )
         for workers, run in results:
             res = run.result
@@ -789,11 +805,13 @@ def run_transforms(args: argparse.Namespace, servers: Servers, targets: Targets)
                 f"{total_rows / res['seconds']:>10,.0f} {total_rows / res['load_seconds']:>11,.0f} "
                 f"{mb(data_bytes) / res['seconds']:>6.1f} "
                 f"{mb(analytics_arrow) / res['seconds']:>10.1f} {res['rss_mib']:>5.0f} MiB "
+                f"{res['rss_ready_mib']:>5.0f} MiB "
                 f"{run.wall:>7.2f}{run.note}"
             )
         print(
             "(copy s: copy_data call; load s: until the last chunk committed, the rest is "
-            "indexes and FKs; rows/s over all copied rows; proc s: the child process)"
+            "indexes and FKs; rows/s over all copied rows; (ready): RSS after imports, before "
+            "the copy; proc s: the child process)"
         )
         print("stages, seconds summed over worker threads:")
         for workers, run in results:

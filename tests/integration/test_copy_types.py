@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import MetaData, Table, select, text
+from sqlalchemy import types as sa_types
 
 from ferry.data.copy import CopyReport, copy_data
 from ferry.data.spec import parse_job
@@ -53,7 +54,10 @@ def run_sql(url: str, statements: list[str], rows: list[dict[str, Any]] | None =
         with engine.begin() as conn:
             for statement in statements[:-1]:
                 conn.execute(text(statement))
-            conn.execute(text(statements[-1]), rows or [])
+            if rows:
+                conn.execute(text(statements[-1]), rows)
+            else:
+                conn.execute(text(statements[-1]))
     finally:
         engine.dispose()
 
@@ -78,6 +82,10 @@ def target_rows(url: str, table: str = "awkward") -> dict[int, dict[str, Any]]:
     engine = engine_for(url)
     try:
         reflected = Table(table, MetaData(), autoload_with=engine)
+        for column in reflected.c:
+            # SQLAlchemy reflects MySQL DOUBLE as asdecimal, rounding to 10 places on read.
+            if isinstance(column.type, sa_types.Float):
+                column.type.asdecimal = False
         with engine.connect() as conn:
             rows = conn.execute(select(reflected).order_by(reflected.c.id)).mappings().all()
         return {row["id"]: dict(row) for row in rows}

@@ -218,6 +218,20 @@ class _Job:
                                     key=f"tables.{plan.name}",
                                     hint="create it with a migration, or allow create_tables",
                                 )
+                            if not self.target.adapter.can_add_foreign_keys:
+                                # Built into the table, as this database cannot add them
+                                # later; waves load parents first.
+                                for fk in plan.deferred_fks:
+                                    plan.target.append_constraint(
+                                        ForeignKeyConstraint(
+                                            fk.columns,
+                                            [
+                                                f"{fk.referred_table}.{c}"
+                                                for c in fk.referred_columns
+                                            ],
+                                            name=fk.name,
+                                        )
+                                    )
                             plan.target.create(conn)
                             status = "created"
                         window = (
@@ -620,7 +634,7 @@ class _Job:
                 conn.commit()
             for plan in created:
                 table = meta.tables[plan.target_name]
-                for fk in plan.deferred_fks:
+                for fk in plan.deferred_fks if self.target.adapter.can_add_foreign_keys else []:
                     if fk.name in fks[plan.target_name] or fk.referred_table not in meta.tables:
                         continue
                     constraint = ForeignKeyConstraint(

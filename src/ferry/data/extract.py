@@ -60,7 +60,14 @@ def read_chunk(
     query = chunk_query(source, plan, chunk, descending=descending, extra=extra)
     url = source.adapter.connectorx_url(source.url)
     if url is not None:
-        table = cx.read_sql(url, render(source, query), return_type="arrow")
+        try:
+            table = cx.read_sql(url, render(source, query), return_type="arrow")
+        except BaseException as error:  # connectorx panics are BaseExceptions
+            if isinstance(error, KeyboardInterrupt | SystemExit):
+                raise
+            # connectorx cannot type some columns (SQLite's per-row types, NULL-only
+            # columns): the same query through the driver reads them.
+            table = None
         if isinstance(table, pa.Table):
             return _unify(table)
     with source.connect() as conn:

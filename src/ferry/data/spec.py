@@ -167,6 +167,27 @@ class TableSpec(_Model):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @field_validator("values", mode="before")
+    @classmethod
+    def _value_maps(cls, value: Any) -> Any:
+        """Map keys are source values as text (YAML may read `1:` as a number); a block
+        with `map` is a ValueMap, whose `unmapped: null` YAML reads as None."""
+        if not isinstance(value, dict):
+            return value
+        fixed: dict[str, Any] = {}
+        for column, rule in value.items():
+            if isinstance(rule, dict) and isinstance(rule.get("map"), dict):
+                rule = dict(rule)
+                rule["map"] = {str(k): v for k, v in rule["map"].items()}
+                if "unmapped" in rule and rule["unmapped"] is None:
+                    rule["unmapped"] = "null"
+                fixed[column] = ValueMap.model_validate(rule)
+            elif isinstance(rule, dict):
+                fixed[column] = {str(k): v for k, v in rule.items()}
+            else:
+                fixed[column] = rule
+        return fixed
+
     @model_validator(mode="after")
     def _mode_needs(self) -> TableSpec:
         if self.mode is Mode.INCREMENTAL and not self.cursor:

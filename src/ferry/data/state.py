@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 
 from ferry.data.chunks import KeyRange
+from ferry.data.types import LONG_TEXT
 
 #: chunk number of the row that records table-level facts
 TABLE_ROW = -1
@@ -61,8 +62,8 @@ rejects = Table(
     Column("table_name", String(200), nullable=False),
     Column("source_key", Text),
     Column("rule", String(200), nullable=False),
-    Column("error", Text, nullable=False),
-    Column("row_data", Text, nullable=False),
+    Column("error", LONG_TEXT, nullable=False),
+    Column("row_data", LONG_TEXT, nullable=False),
     Column("rejected_at", DateTime, nullable=False),
 )
 

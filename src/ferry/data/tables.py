@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Column, Engine, MetaData, Table, UniqueConstraint, inspect
+from sqlalchemy import Column, Engine, MetaData, Table, UniqueConstraint, inspect, text
 from sqlalchemy import types as sat
 
 from ferry.data.expressions import compile_expression
 from ferry.data.spec import JobSpec, TableSpec
-from ferry.data.types import arrow_type, parse_type, sa_type_for_arrow, translate_type
+from ferry.data.types import (
+    LONG_TEXT,
+    arrow_type,
+    parse_type,
+    sa_type_for_arrow,
+    translate_type,
+)
 from ferry.errors import ConfigError
 
 
@@ -101,6 +108,8 @@ def plan_tables(
     names = select_tables(all_names, spec)
     names += [n for n in spec.tables if n not in names]
     source_meta.reflect(bind=source, only=names)
+    for reflected in source_meta.tables.values():
+        reflected.info["ferry_dialect"] = source.dialect.name
     target_inspector = inspect(target)
     existing = set(target_inspector.get_table_names())
     target_meta = MetaData()
@@ -165,8 +174,9 @@ def _check_target_columns(
             )
 
 
-def _value_map_type(values: dict[str, Any]) -> sat.TypeEngine[Any] | None:
-    mapped = [v for v in values.values() if v is not None]
+def _value_map_type(values: dict[str, Any], extra: list[Any]) -> sat.TypeEngine[Any] | None:
+    """A type for mapped values plus `extra` ones (a NULL default) the column must hold."""
+    mapped = [v for v in [*values.values(), *extra] if v is not None]
     if mapped and all(isinstance(v, bool) for v in mapped):
         return sat.Boolean()
     if mapped and all(isinstance(v, int) and not isinstance(v, bool) for v in mapped):
@@ -186,6 +196,8 @@ def _design_target(
     file: Any,
 ) -> TablePlan:
     value_maps = spec.value_maps()
+    null_rules = spec.null_rules()
+    source_is_sqlite = _dialect_of(table) == "sqlite"
     columns = []
     pk = {c.name for c in table.primary_key.columns}
     for source_col, target_col in mapping.items():
@@ -195,18 +207,33 @@ def _design_target(
                 spec.types[target_col], key=f"tables.{table.name}.types.{target_col}"
             )
         elif target_col in value_maps:
-            col_type = _value_map_type(value_maps[target_col].map) or translate_type(src.type)
-            if value_maps[target_col].unmapped == "keep" and not isinstance(col_type, sat.String):
-                col_type = translate_type(src.type)
+            rule = null_rules.get(target_col)
+            extra = [rule.value] if rule is not None and rule.action == "default" else []
+            col_type = _value_map_type(value_maps[target_col].map, extra) or translate_type(
+                src.type
+            )
+            if value_maps[target_col].unmapped == "keep":
+                # Unmapped source values stay as they are: the column must hold them too.
+                source_type = translate_type(src.type)
+                if not isinstance(col_type, sat.String) or not isinstance(source_type, sat.String):
+                    col_type = source_type if not isinstance(col_type, sat.String) else LONG_TEXT
+                elif col_type.length and (source_type.length or 0) > col_type.length:
+                    col_type = source_type
         else:
             col_type = translate_type(src.type)
+        single_key = source_col in pk and len(pk) == 1
+        # SQLite reflects its rowid-alias INTEGER PRIMARY KEY as "auto"; it does number rows.
+        auto = src.autoincrement is True or (
+            source_is_sqlite and src.autoincrement == "auto" and isinstance(src.type, sat.Integer)
+        )
         columns.append(
             Column(
                 target_col,
                 col_type,
                 primary_key=source_col in pk,
                 nullable=src.nullable if source_col not in pk else False,
-                autoincrement=bool(src.autoincrement is True and source_col in pk and len(pk) == 1),
+                autoincrement=bool(auto and single_key),
+                server_default=translate_default(src, col_type),
             )
         )
     # A derived column's type is what its expression yields on the mapped columns.
@@ -232,6 +259,37 @@ def _design_target(
         name = f"{target_name}_{'_'.join(cols)}_{'key' if unique else 'idx'}"[:63]
         indexes.append(IndexSpec(name, cols, unique))
     return TablePlan(table, spec, target_name, mapping, key, target, False, target, indexes)
+
+
+def _dialect_of(table: Table) -> str:
+    return str(table.info.get("ferry_dialect", ""))
+
+
+_LITERAL_DEFAULT = re.compile(r"^\(?('(?:[^']|'')*'|-?\d+(?:\.\d+)?)\)?(?:::[\w ]+)?$")
+_NOW = re.compile(r"^(current_timestamp(\(\))?|now\(\)|localtimestamp)$", re.I)
+
+
+def translate_default(column: Column[Any], target_type: sat.TypeEngine[Any]) -> Any:
+    """Literal and now() defaults, in a form every database reads; others are left out
+    (a sequence or a function call belongs to the source)."""
+    default = column.server_default
+    if default is None:
+        return None
+    raw = str(getattr(default, "arg", default)).strip()
+    if _NOW.match(raw):
+        return text("CURRENT_TIMESTAMP")
+    match = _LITERAL_DEFAULT.match(raw)
+    if match is None:
+        return None
+    literal_text = match.group(1)
+    if isinstance(target_type, sat.Boolean):
+        value = literal_text.strip("'").lower()
+        if value in ("1", "t", "true", "y", "yes"):
+            return text("TRUE")
+        if value in ("0", "f", "false", "n", "no"):
+            return text("FALSE")
+        return None
+    return text(literal_text)
 
 
 def _defer_foreign_keys(plans: list[TablePlan]) -> None:

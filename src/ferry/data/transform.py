@@ -143,13 +143,14 @@ class Transformer:
         for name, expression in self.derived.items():
             work = work.append_column(name, expression.evaluate(work))
         work = self._drop_marked(work, marks)
+        work = self._cast(work, marks)
+        work = self._drop_marked(work, marks)
+        # Last, so a row refused by any rule never claims its key from a valid duplicate.
         deduped = 0
         if self.deduper is not None and work.num_rows:
             keep = self.deduper.keep_mask(work)
             deduped = work.num_rows - pc.sum(keep).as_py()
             work = work.filter(keep)
-        work = self._cast(work, marks)
-        work = self._drop_marked(work, marks)
         filtered = pc.sum(marks.filtered).as_py() or 0
         found = self._rejects(batch, marks)
         written = work.num_rows
@@ -205,6 +206,10 @@ class Transformer:
                 work[column],
                 region=check.region,
             )
+            if not pc.any(bad).as_py():
+                continue
+            # Rows already filtered or rejected are out of the batch: they cannot fail it.
+            bad = pc.and_(pc.fill_null(bad, False), pc.invert(pc.take(marks.gone, work[ROW])))
             if not pc.any(bad).as_py():
                 continue
             if check.on_fail is OnFail.FAIL:

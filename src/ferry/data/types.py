@@ -45,6 +45,16 @@ _NAMED: dict[str, type[sat.TypeEngine[Any]]] = {
 }
 
 
+#: Unbounded text and bytes: MySQL's TEXT and BLOB stop at 64 KB, so they become LONG ones.
+LONG_TEXT = sat.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+LONG_BINARY = sat.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+
+
+def timestamp(*, timezone: bool = False) -> sat.TypeEngine[Any]:
+    """A timestamp keeping microseconds (MySQL's plain DATETIME drops them)."""
+    return sat.DateTime(timezone=timezone).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
 def parse_type(text: str, *, key: str) -> sat.TypeEngine[Any]:
     """A column type named in a job spec: `bigint`, `varchar(100)`, `numeric(10,2)`, ...
 
@@ -54,7 +64,7 @@ def parse_type(text: str, *, key: str) -> sat.TypeEngine[Any]:
     match = _OVERRIDE.match(text)
     name = match.group(1).lower() if match else ""
     if name == "timestamptz" or name == "timestamp with time zone":
-        return sat.DateTime(timezone=True)
+        return timestamp(timezone=True)
     if not match or name not in _NAMED:
         raise ConfigError(
             f"unknown column type {text!r}",
@@ -62,6 +72,12 @@ def parse_type(text: str, *, key: str) -> sat.TypeEngine[Any]:
             hint="use one of: " + ", ".join(sorted(_NAMED)) + ", timestamptz",
         )
     cls = _NAMED[name]
+    if cls is sat.Text:
+        return LONG_TEXT
+    if cls is sat.DateTime:
+        return timestamp()
+    if cls is sat.LargeBinary:
+        return LONG_BINARY
     args = [int(a) for a in match.groups()[1:] if a is not None]
     if cls in (sat.String, sat.CHAR):
         return cls(args[0]) if args else cls()
@@ -94,11 +110,11 @@ def translate_type(source: sat.TypeEngine[Any]) -> sat.TypeEngine[Any]:
     if isinstance(source, mysql.BIT):
         return sat.Boolean() if getattr(source, "length", 1) == 1 else sat.BigInteger()
     if isinstance(source, (mysql.TINYTEXT, mysql.MEDIUMTEXT, mysql.LONGTEXT)):
-        return sat.Text()
+        return LONG_TEXT
     if isinstance(
         source, (mysql.TINYBLOB, mysql.MEDIUMBLOB, mysql.LONGBLOB, mysql.VARBINARY, mysql.BINARY)
     ):
-        return sat.LargeBinary()
+        return LONG_BINARY
 
     if isinstance(source, sat.Numeric) and not isinstance(source, sat.Float):
         if source.precision is None:
@@ -112,11 +128,15 @@ def translate_type(source: sat.TypeEngine[Any]) -> sat.TypeEngine[Any]:
         )
         return sat.REAL() if single and not isinstance(source, mysql.DOUBLE) else sat.Double()
     if isinstance(source, sat.DateTime):
-        return sat.DateTime(timezone=bool(getattr(source, "timezone", False)))
+        return timestamp(timezone=bool(getattr(source, "timezone", False)))
     if isinstance(source, sat.String) and not isinstance(source, sat.Text):
-        return sat.String(source.length) if source.length else sat.Text()
+        return sat.String(source.length) if source.length else LONG_TEXT
     if isinstance(source, sat.NullType):
-        return sat.Text()
+        return LONG_TEXT
+    if isinstance(source, sat.Text):
+        return LONG_TEXT
+    if isinstance(source, sat._Binary):
+        return LONG_BINARY
     generic = source.as_generic()
     if isinstance(generic, sat.Integer) and not isinstance(
         generic, (sat.SmallInteger, sat.BigInteger)
@@ -172,5 +192,5 @@ def sa_type_for_arrow(dtype: pa.DataType) -> sat.TypeEngine[Any]:
     if pa.types.is_time(dtype):
         return sat.Time()
     if pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype):
-        return sat.LargeBinary()
-    return sat.Text()
+        return LONG_BINARY
+    return LONG_TEXT

@@ -62,6 +62,8 @@ class Adapter:
     #: for the last one, whose flushed commit makes everything before it durable: a crash can
     #: only lose a consistent tail of migrations, each together with its history row.
     relaxed_flush_sql: ClassVar[tuple[str, str] | None] = None
+    #: ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY works (so keys can follow the data).
+    can_add_foreign_keys: ClassVar[bool] = True
     #: Command-line tools Ferry can use with this database (backups, restores).
     external_tools: ClassVar[tuple[str, ...]] = ()
 

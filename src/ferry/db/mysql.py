@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+import pymysql
 from sqlalchemy import Connection, Table, func, literal_column, text
 from sqlalchemy import types as sat
 from sqlalchemy.dialects.mysql import insert as mysql_insert
@@ -137,9 +138,26 @@ class MySQLAdapter(Adapter):
                 f"LINES TERMINATED BY '\\n' ({', '.join(targets)})"
                 + (f" SET {', '.join(sets)}" if sets else "")
             )
+            if data.num_rows == 1:
+                # One row: a plain INSERT, so the server's own error names the problem.
+                super().bulk_insert(conn, table, data)
+                return
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
                 cursor.execute(statement, (handle.name,))
+                loaded = cursor.rowcount
+                # LOCAL turns refusals (duplicate keys, CHECKs, truncation) into warnings:
+                # any warning fails the batch, so the caller can find the refused rows.
+                cursor.execute("SHOW WARNINGS")
+                warnings = cursor.fetchall()
+                if warnings or loaded != data.num_rows:
+                    first = warnings[0] if warnings else ("", 0, "rows were skipped")
+                    raise pymysql.err.DataError(
+                        int(first[1] or 0),
+                        f"LOAD DATA loaded {loaded} of {data.num_rows} rows: {first[2]}",
+                    )
+            except pymysql.err.DataError:
+                raise
             except Exception as error:
                 if getattr(error, "args", (None,))[0] in (1148, 2068, 3948):
                     # LOCAL INFILE disabled on this server or client: use INSERTs.

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Connection, Engine, Table, event, text
+from sqlalchemy import Connection, Engine, Table, cast, event, text
+from sqlalchemy import types as sat
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import StaticPool
@@ -96,6 +97,8 @@ class SQLiteAdapter(Adapter):
     # With pysqlite's implicit transactions off (prepare_engine), SQLite rolls back DDL.
     transactional_ddl = True
     split_dialect = "sqlite"
+    # SQLite has no ALTER TABLE ... ADD CONSTRAINT: foreign keys live in CREATE TABLE.
+    can_add_foreign_keys = False
     external_tools = ("sqlite3",)
 
     def engine_options(self, pool: PoolConfig) -> dict[str, Any]:
@@ -205,6 +208,13 @@ class SQLiteAdapter(Adapter):
     def drop_delta_triggers(self, conn: Connection, table: str) -> None:
         for suffix in "iud":
             conn.exec_driver_sql(f'DROP TRIGGER IF EXISTS "ferry_delta_{table}_{suffix}"')
+
+    def read_expression(self, column: Any) -> Any:
+        # SQLite stores NUMERIC values as integers, reals or text, row by row; as text every
+        # digit survives and the reader sees one type.
+        if isinstance(column.type, sat.Numeric) and not isinstance(column.type, sat.Float):
+            return cast(column, sat.Text).label(column.name)
+        return column
 
     def connectorx_url(self, url: URL) -> str | None:
         path = database_path(url)
