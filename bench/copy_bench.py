@@ -406,12 +406,12 @@ class Targets:
 
     def fresh(self, label: str) -> str:
         name = f"ferry_bench_{os.getpid()}_{label}"
+        self.made.append(name)  # before CREATE: a failure half-way still gets it dropped
         with self.servers.pg() as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        self.made.append(name)
         return name
 
     def checkpoint(self) -> None:

@@ -334,6 +334,11 @@ def _copy_footer(report: CopyReport) -> None:
             f"{summary.rows_read:,} rows of {summary.source}",
             highlight=False,
         )
+    if report.views_created:
+        out.print(
+            "views carried over (translated by sqlglot): " + ", ".join(report.views_created),
+            highlight=False,
+        )
     for item in report.needs_translation:
         out.print(f"[yellow]needs translation:[/] {item}", highlight=False)
     for warning in report.warnings:

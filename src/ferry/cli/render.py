@@ -205,6 +205,7 @@ def copy_json(report: CopyReport) -> dict[str, Any]:
         "balanced": report.balanced,
         "warnings": report.warnings,
         "needs_translation": report.needs_translation,
+        "views_created": report.views_created,
         "deferred": [asdict(d) for d in report.deferred],
         "aggregates": [asdict(a) for a in report.aggregates],
         "tables": [

@@ -37,6 +37,7 @@ from ferry.data.modes import (
     source_rows,
     strata_counts,
 )
+from ferry.data.objects import carry_objects
 from ferry.data.spec import JobSpec, LoadStrategy, Mode, OnConflict
 from ferry.data.state import Counts, Reject
 from ferry.data.stream import BoundedReader
@@ -79,6 +80,7 @@ class CopyReport:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     needs_translation: list[str] = field(default_factory=list)
+    views_created: list[str] = field(default_factory=list)
     aggregates: list[AggregateReport] = field(default_factory=list)
     #: Capture triggers installed on the source for `mode: delta` tables.
     delta_triggers: list[str] = field(default_factory=list)
@@ -706,7 +708,7 @@ def copy_data(
         plans = plan_tables(spec, source.engine, target.engine, file=spec_path)
         job = _Job(spec, source, target, spec_path, run_id, on_progress)
         job.check_filters(plans)
-        report.needs_translation = [f"view {v}" for v in inspect(source.engine).get_view_names()]
+
         # Capture starts before the first row is read, so no change slips between copy
         # and sync; replaying a change the copy already saw is harmless.
         report.delta_triggers = delta.install(
@@ -762,6 +764,9 @@ def copy_data(
         if job.failure is not None:
             raise job.failure
         job.finalize(plans, report)
+        carried = carry_objects(source, target)
+        report.views_created = carried.views_created
+        report.needs_translation = carried.needs_translation
         for name, aggregate_spec in spec.aggregates.items():
             report.aggregates.append(
                 aggregate.build(target, name, aggregate_spec, key=f"aggregates.{name}")

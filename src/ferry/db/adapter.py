@@ -199,6 +199,11 @@ class Adapter:
     def drop_delta_support(self, conn: Connection) -> None:
         """Remove shared helpers of the capture triggers (PostgreSQL's trigger function)."""
 
+    def list_routines(self, conn: Connection) -> list[str]:
+        """Triggers, procedures and functions of the database (Ferry's own left out), as
+        "trigger t on x", "procedure p", ... for a report."""
+        return []
+
     def reset_identity(self, conn: Connection, table: Table) -> None:
         """After loading explicit ids, make the next generated id follow the largest one."""
 

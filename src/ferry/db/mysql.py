@@ -288,6 +288,24 @@ class MySQLAdapter(Adapter):
         for suffix in "iud":
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS `{f'ferry_delta_{table}_{suffix}'[:64]}`")
 
+    def list_routines(self, conn: Connection) -> list[str]:
+        triggers = conn.execute(
+            text(
+                "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS "
+                "WHERE TRIGGER_SCHEMA = DATABASE() AND TRIGGER_NAME NOT LIKE 'ferry\\_delta\\_%' "
+                "ORDER BY 1"
+            )
+        ).all()
+        routines = conn.execute(
+            text(
+                "SELECT ROUTINE_NAME, LOWER(ROUTINE_TYPE) FROM information_schema.ROUTINES "
+                "WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY 1"
+            )
+        ).all()
+        return [f"trigger {name} on {table}" for name, table in triggers] + [
+            f"{kind} {name}" for name, kind in routines
+        ]
+
     def create_database(self, admin: Connection, name: str) -> None:
         admin.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
 

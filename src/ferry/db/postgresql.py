@@ -221,6 +221,26 @@ class PostgresAdapter(Adapter):
     def drop_delta_support(self, conn: Connection) -> None:
         conn.exec_driver_sql("DROP FUNCTION IF EXISTS ferry_delta_capture()")
 
+    def list_routines(self, conn: Connection) -> list[str]:
+        triggers = conn.execute(
+            text(
+                "SELECT g.tgname, c.relname FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid "
+                "WHERE NOT g.tgisinternal AND g.tgname NOT LIKE 'ferry\\_delta\\_%' "
+                "AND c.relnamespace = to_regnamespace(current_schema())::oid ORDER BY 1"
+            )
+        ).all()
+        routines = conn.execute(
+            text(
+                "SELECT p.proname, CASE p.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END "
+                "FROM pg_proc p LEFT JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e' "
+                "WHERE p.pronamespace = to_regnamespace(current_schema())::oid "
+                "AND d.objid IS NULL AND p.proname <> 'ferry_delta_capture' ORDER BY 1"
+            )
+        ).all()
+        return [f"trigger {name} on {table}" for name, table in triggers] + [
+            f"{kind} {name}" for name, kind in routines
+        ]
+
     def reset_identity(self, conn: Connection, table: Table) -> None:
         preparer = conn.dialect.identifier_preparer
         for column in table.primary_key.columns:

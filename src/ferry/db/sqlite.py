@@ -216,6 +216,15 @@ class SQLiteAdapter(Adapter):
             return cast(column, sat.Text).label(column.name)
         return column
 
+    def list_routines(self, conn: Connection) -> list[str]:
+        rows = conn.execute(
+            text(
+                "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' "
+                "AND name NOT LIKE 'ferry\\_delta\\_%' ESCAPE '\\' ORDER BY 1"
+            )
+        ).all()
+        return [f"trigger {name} on {table}" for name, table in rows]
+
     def connectorx_url(self, url: URL) -> str | None:
         path = database_path(url)
         return f"sqlite://{path.resolve()}" if path is not None else None
