@@ -6,9 +6,11 @@ import hashlib
 import io
 from typing import Any
 
+import pgpq
 import pyarrow as pa
 import pyarrow.csv as pcsv
 from sqlalchemy import Column, Connection, MetaData, Table, select, text
+from sqlalchemy import types as sat
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL
 
@@ -84,25 +86,39 @@ class PostgresAdapter(Adapter):
         return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     def bulk_insert(self, conn: Connection, table: Table, data: pa.Table) -> None:
-        """COPY in CSV written by Arrow's C++ writer: no Python object per value.
+        """COPY in PostgreSQL's binary format, encoded from Arrow buffers by pgpq: no Python
+        object per value, and no text for the server to parse.
 
-        Arrow writes NULL as an empty unquoted field and an empty string as "", which is
-        exactly how PostgreSQL's CSV format tells them apart.
+        Binary COPY needs each value in exactly its column's type, so it is used when every
+        column is of a kind whose Arrow type matches (numbers, text, booleans, dates,
+        timestamps, bytes); otherwise Arrow's C++ CSV writer feeds a CSV COPY.
         """
         if data.num_rows == 0:
             return
-        data = _bytea_as_hex(data)
-        buffer = io.BytesIO()
-        pcsv.write_csv(
-            data, buffer, pcsv.WriteOptions(include_header=False, batch_size=max(data.num_rows, 1))
-        )
         preparer = conn.dialect.identifier_preparer
         columns = ", ".join(preparer.quote(name) for name in data.column_names)
-        sql = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN (FORMAT csv)"
+        binary = _binary_ready(table, data)
+        if binary is not None:
+            encoder = pgpq.ArrowToPostgresBinaryEncoder(binary.schema)
+            chunks = [encoder.write_header()]
+            chunks += [encoder.write_batch(batch) for batch in binary.to_batches()]
+            chunks.append(encoder.finish())
+            payload: Any = b"".join(chunks)
+            fmt = "binary"
+        else:
+            buffer = io.BytesIO()
+            pcsv.write_csv(
+                _bytea_as_hex(data),
+                buffer,
+                pcsv.WriteOptions(include_header=False, batch_size=max(data.num_rows, 1)),
+            )
+            payload = buffer.getbuffer()
+            fmt = "csv"
+        sql = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN (FORMAT {fmt})"
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             with cursor.copy(sql) as copy:
-                copy.write(buffer.getbuffer())
+                copy.write(payload)
         finally:
             cursor.close()
 
@@ -290,6 +306,50 @@ BEGIN
 END
 $ferry$
 """
+
+
+_BINARY_SAFE = (
+    sat.Integer,
+    sat.Numeric,
+    sat.String,
+    sat.Boolean,
+    sat.Date,
+    sat.DateTime,
+    sat.LargeBinary,
+)
+
+
+def _binary_ready(table: Table, data: pa.Table) -> pa.Table | None:
+    """`data` with each column in the exact width its PostgreSQL column stores, or None when
+    a column's type has no safe binary match (JSON, UUID, arrays, enums, time...)."""
+    fields = []
+    for field in data.schema:
+        column = table.c.get(field.name)
+        if column is None or not isinstance(column.type, _BINARY_SAFE):
+            return None
+        if isinstance(column.type, (sat.JSON, sat.Enum, sat.Uuid)) or type(
+            column.type
+        ).__name__.upper() in ("JSONB", "UUID", "INTERVAL", "INET", "CIDR", "MONEY", "BIT"):
+            return None
+        wanted = field.type
+        if isinstance(column.type, sat.Float):
+            single = isinstance(column.type, sat.REAL) or (
+                column.type.precision is not None and column.type.precision <= 24
+            )
+            wanted = pa.float32() if single else pa.float64()
+        elif isinstance(column.type, sat.Numeric) and not pa.types.is_decimal(field.type):
+            return None
+        elif isinstance(column.type, sat.SmallInteger):
+            wanted = pa.int16()
+        elif isinstance(column.type, sat.BigInteger):
+            wanted = pa.int64()
+        elif isinstance(column.type, sat.Integer):
+            wanted = pa.int32()
+        fields.append(field.with_type(wanted))
+    try:
+        return data.cast(pa.schema(fields))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 def _bytea_as_hex(data: pa.Table) -> pa.Table:
