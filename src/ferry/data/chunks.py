@@ -76,19 +76,28 @@ def plan_ranges(
     *,
     rows_per_chunk: int,
     where: Any = None,
+    estimate: int | None = None,
 ) -> list[KeyRange]:
     """Key ranges of about `rows_per_chunk` rows each, covering the whole table."""
     if not key:
         return [KeyRange(0, None, None)]  # no key: one chunk, all or nothing
     columns = [table.c[k] for k in key]
     if len(columns) == 1 and isinstance(columns[0].type, sat.Integer):
-        query = select(func.min(columns[0]), func.max(columns[0]), func.count())
+        # With an estimate of the row count, MIN and MAX come from the key's index alone;
+        # COUNT(*) would read the whole table (0.7 s for 5 million InnoDB rows).
+        counted = estimate is None or where is not None
+        aggregates: list[Any] = [func.min(columns[0]), func.max(columns[0])]
+        if counted:
+            aggregates.append(func.count())
+        query = select(*aggregates)
         if where is not None:
             query = query.where(where)
-        low, high, count = conn.execute(query.select_from(table)).one()
-        if count == 0 or low is None:
+        row = conn.execute(query.select_from(table)).one()
+        low, high = row[0], row[1]
+        count = row[2] if counted else estimate
+        if low is None or not count:
             return [KeyRange(0, None, None)]
-        chunks = max(1, -(-count // rows_per_chunk))
+        chunks = max(1, -(-int(count) // rows_per_chunk))
         step = max(1, -(-(high - low + 1) // chunks))
         edges = list(range(low - 1, high, step))[1:]
         return _ranges([[edge] for edge in edges])

@@ -62,6 +62,8 @@ class Adapter:
     #: for the last one, whose flushed commit makes everything before it durable: a crash can
     #: only lose a consistent tail of migrations, each together with its history row.
     relaxed_flush_sql: ClassVar[tuple[str, str] | None] = None
+    #: A table Ferry creates for a bulk copy gets its primary key after the data.
+    defer_primary_key: ClassVar[bool] = False
     #: ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY works (so keys can follow the data).
     can_add_foreign_keys: ClassVar[bool] = True
     #: Command-line tools Ferry can use with this database (backups, restores).
@@ -198,6 +200,11 @@ class Adapter:
 
     def drop_delta_support(self, conn: Connection) -> None:
         """Remove shared helpers of the capture triggers (PostgreSQL's trigger function)."""
+
+    def estimated_rows(self, conn: Connection, table: str) -> int | None:
+        """The database's own row estimate for a table (statistics, no scan), if it keeps
+        one: chunk planning needs only the order of magnitude."""
+        return None
 
     def list_routines(self, conn: Connection) -> list[str]:
         """Triggers, procedures and functions of the database (Ferry's own left out), as

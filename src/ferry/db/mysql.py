@@ -288,6 +288,16 @@ class MySQLAdapter(Adapter):
         for suffix in "iud":
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS `{f'ferry_delta_{table}_{suffix}'[:64]}`")
 
+    def estimated_rows(self, conn: Connection, table: str) -> int | None:
+        found = conn.execute(
+            text(
+                "SELECT TABLE_ROWS FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t"
+            ),
+            {"t": table},
+        ).scalar()
+        return int(found) if found else None
+
     def list_routines(self, conn: Connection) -> list[str]:
         triggers = conn.execute(
             text(
