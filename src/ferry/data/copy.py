@@ -356,6 +356,8 @@ class _Job:
         if self.spec.load.strategy is LoadStrategy.STREAM:
             return [KeyRange(0, None, None)]  # one stream per table, checkpointed per flush
         estimate = None if parts else self.source.adapter.estimated_rows(conn, plan.source.name)
+        if estimate is not None and estimate < 1_000_000:
+            estimate = None  # small tables count exactly, cheaply, for even chunks
         return plan_ranges(
             conn,
             plan.source,
