@@ -23,7 +23,6 @@ from sqlalchemy import (
     Connection,
     Identity,
     MetaData,
-    PrimaryKeyConstraint,
     Table,
     and_,
     delete,
@@ -33,7 +32,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.schema import AddConstraint, ForeignKeyConstraint, Index
+from sqlalchemy.schema import ForeignKeyConstraint
 
 from ferry.config.project import Project, load_project
 from ferry.data import aggregate, deferral, delta, state
@@ -41,6 +40,7 @@ from ferry.data.aggregate import AggregateReport
 from ferry.data.chunks import KeyRange, plan_ranges
 from ferry.data.deferral import Restored
 from ferry.data.extract import read_chunk
+from ferry.data.finalize import build_keys
 from ferry.data.modes import (
     Sampler,
     Window,
@@ -645,11 +645,7 @@ class _Job:
     # --- after the load ---
 
     def finalize(self, plans: list[TablePlan], report: CopyReport) -> None:
-        """Build deferred indexes and foreign keys of the tables Ferry created.
-
-        Commit as you go: each index and constraint commits on its own, so a failure of one
-        (an orphan row refusing a foreign key) is reported and leaves the others in place.
-        """
+        """Build the keys, indexes and foreign keys of the tables Ferry created."""
         with self.target.connect() as conn:
             created = []
             for plan in plans:
@@ -657,70 +653,15 @@ class _Job:
                 if row is not None and row[0] == "created":
                     created.append(plan)
             conn.commit()
-            if not created:
-                return
-            meta = MetaData()
+        if not created:
+            return
+        build_keys(
+            self.target, created, workers=self.spec.load.workers, warn=report.warnings.append
+        )
+        with self.target.connect() as conn:
             for plan in created:
-                Table(plan.target_name, meta, autoload_with=conn)
-            inspector = inspect(conn)
-            indexes = {
-                p.target_name: {i["name"] for i in inspector.get_indexes(p.target_name)}
-                for p in created
-            }
-            fks = {
-                p.target_name: {f["name"] for f in inspector.get_foreign_keys(p.target_name)}
-                for p in created
-            }
-            conn.commit()
-            for plan in created:
-                table = meta.tables[plan.target_name]
-                key = [c.name for c in plan.target.primary_key.columns]
-                if key and not inspector.get_pk_constraint(plan.target_name).get(
-                    "constrained_columns"
-                ):
-                    try:
-                        primary = PrimaryKeyConstraint(
-                            *[table.c[c] for c in key], name=f"{plan.target_name}_pkey"[:63]
-                        )
-                        conn.execute(AddConstraint(primary))
-                        conn.commit()
-                    except sa_exc.DBAPIError as error:
-                        conn.rollback()
-                        reason = str(error.orig).strip().splitlines()[0]
-                        report.warnings.append(
-                            f"primary key of `{plan.target_name}` was not created: {reason}"
-                        )
-                for spec in plan.deferred_indexes:
-                    if spec.name not in indexes[plan.target_name]:
-                        Index(
-                            spec.name, *[table.c[c] for c in spec.columns], unique=spec.unique
-                        ).create(conn)
-                        conn.commit()
-                self.target.adapter.reset_identity(conn, table)
-                conn.commit()
-            for plan in created:
-                table = meta.tables[plan.target_name]
-                for fk in plan.deferred_fks if self.target.adapter.can_add_foreign_keys else []:
-                    if fk.name in fks[plan.target_name] or fk.referred_table not in meta.tables:
-                        continue
-                    constraint = ForeignKeyConstraint(
-                        fk.columns,
-                        [f"{fk.referred_table}.{c}" for c in fk.referred_columns],
-                        name=fk.name,
-                    )
-                    table.append_constraint(constraint)
-                    try:
-                        conn.execute(AddConstraint(constraint))
-                        conn.commit()
-                    except sa_exc.DBAPIError as error:
-                        conn.rollback()
-                        reason = str(error.orig).strip().splitlines()[0]
-                        report.warnings.append(
-                            f"foreign key {fk.name} on `{plan.target_name}` was not created: "
-                            f"{reason}"
-                        )
                 state.set_table_status(conn, self.job, plan.name, "finalized")
-                conn.commit()
+            conn.commit()
 
 
 def load_waves(plans: list[TablePlan]) -> list[list[TablePlan]]:

@@ -211,6 +211,11 @@ class Adapter:
         "trigger t on x", "procedure p", ... for a report."""
         return []
 
+    def primary_key_using_index_sql(self, table: str, index: str, columns: str) -> str:
+        """Make the primary key of `table` (quoted names) from the unique index just built
+        on `columns`, or build it where the database cannot adopt an index."""
+        return f"ALTER TABLE {table} ADD PRIMARY KEY ({columns})"
+
     def reset_identity(self, conn: Connection, table: Table) -> None:
         """After loading explicit ids, make the next generated id follow the largest one."""
 

@@ -267,6 +267,10 @@ class PostgresAdapter(Adapter):
             f"{kind} {name}" for name, kind in routines
         ]
 
+    def primary_key_using_index_sql(self, table: str, index: str, columns: str) -> str:
+        # The index was built in parallel with the others; adopting it takes a moment.
+        return f"ALTER TABLE {table} ADD CONSTRAINT {index} PRIMARY KEY USING INDEX {index}"
+
     def reset_identity(self, conn: Connection, table: Table) -> None:
         preparer = conn.dialect.identifier_preparer
         for column in table.primary_key.columns:

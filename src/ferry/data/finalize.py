@@ -1,0 +1,131 @@
+"""After the load: primary keys, secondary indexes and foreign keys of the tables Ferry
+created, built in parallel on separate connections (each commits on its own, so one that
+fails, an orphan refusing a foreign key, is reported and leaves the others in place).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from sqlalchemy import MetaData, Table, inspect
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.schema import AddConstraint, CreateIndex, ForeignKeyConstraint, Index
+
+from ferry.data.tables import TablePlan
+from ferry.db.target import Target
+
+
+@dataclass(frozen=True)
+class Step:
+    table: str
+    what: str  # "primary key", "index x", "foreign key y"
+    sql: str
+
+
+def _run(target: Target, steps: list[Step], workers: int, warn: Callable[[str], None]) -> None:
+    def one(step: Step) -> None:
+        with target.connect() as conn:
+            try:
+                conn.exec_driver_sql(step.sql)
+                conn.commit()
+            except sa_exc.DBAPIError as error:
+                conn.rollback()
+                reason = str(error.orig).strip().splitlines()[0]
+                warn(f"{step.what} on `{step.table}` was not created: {reason}")
+
+    if not steps:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for future in [pool.submit(one, step) for step in steps]:
+            future.result()
+
+
+def build_keys(
+    target: Target, created: list[TablePlan], *, workers: int, warn: Callable[[str], None]
+) -> None:
+    """Indexes (the primary key's among them) in parallel, then keys attached, identities
+    reset, then foreign keys in parallel."""
+    adapter = target.adapter
+    dialect = target.engine.dialect
+    preparer = dialect.identifier_preparer
+    meta = MetaData()
+    with target.connect() as conn:
+        for plan in created:
+            Table(plan.target_name, meta, autoload_with=conn)
+        inspector = inspect(conn)
+        have_index = {
+            p.target_name: {i["name"] for i in inspector.get_indexes(p.target_name)}
+            for p in created
+        }
+        have_fk = {
+            p.target_name: {f["name"] for f in inspector.get_foreign_keys(p.target_name)}
+            for p in created
+        }
+        have_pk = {
+            p.target_name: bool(
+                inspector.get_pk_constraint(p.target_name).get("constrained_columns")
+            )
+            for p in created
+        }
+        conn.commit()
+    indexes: list[Step] = []
+    attach: list[Step] = []
+    for plan in created:
+        table = meta.tables[plan.target_name]
+        key = [c.name for c in plan.target.primary_key.columns]
+        if key and not have_pk[plan.target_name]:
+            name = f"{plan.target_name}_pkey"[:63]
+            columns = ", ".join(preparer.quote(c) for c in key)
+            quoted = preparer.format_table(table)
+            if name not in have_index[plan.target_name]:
+                indexes.append(
+                    Step(
+                        plan.target_name,
+                        "primary key index",
+                        f"CREATE UNIQUE INDEX {preparer.quote(name)} ON {quoted} ({columns})",
+                    )
+                )
+            attach.append(
+                Step(
+                    plan.target_name,
+                    "primary key",
+                    adapter.primary_key_using_index_sql(quoted, preparer.quote(name), columns),
+                )
+            )
+        for spec in plan.deferred_indexes:
+            if spec.name not in have_index[plan.target_name]:
+                index = Index(spec.name, *[table.c[c] for c in spec.columns], unique=spec.unique)
+                indexes.append(
+                    Step(
+                        plan.target_name,
+                        f"index {spec.name}",
+                        str(CreateIndex(index).compile(dialect=dialect)),
+                    )
+                )
+    _run(target, indexes, workers, warn)
+    _run(target, attach, 1, warn)
+    with target.connect() as conn:
+        keyed = MetaData()  # reflected again: the primary keys exist only now
+        for plan in created:
+            adapter.reset_identity(conn, Table(plan.target_name, keyed, autoload_with=conn))
+            conn.commit()
+    fks: list[Step] = []
+    for plan in created if adapter.can_add_foreign_keys else []:
+        table = meta.tables[plan.target_name]
+        for fk in plan.deferred_fks:
+            if fk.name in have_fk[plan.target_name] or fk.referred_table not in meta.tables:
+                continue
+            constraint = ForeignKeyConstraint(
+                fk.columns, [f"{fk.referred_table}.{c}" for c in fk.referred_columns], name=fk.name
+            )
+            table.append_constraint(constraint)
+            fks.append(
+                Step(
+                    plan.target_name,
+                    f"foreign key {fk.name}",
+                    str(AddConstraint(constraint).compile(dialect=dialect)),
+                )
+            )
+    _run(target, fks, workers, warn)
