@@ -114,7 +114,14 @@ class SQLiteAdapter(Adapter):
                 url, poolclass=StaticPool, connect_args={"check_same_thread": False}
             )
         else:
-            engine = create_engine(url, connect_args={"timeout": pool.acquire_timeout})
+            engine = create_engine(
+                url,
+                connect_args={"timeout": pool.acquire_timeout},
+                pool_size=pool.max,
+                max_overflow=0,
+                pool_timeout=pool.acquire_timeout,
+                pool_recycle=int(pool.idle_timeout),
+            )
         self.prepare_engine(engine)
         return engine
 

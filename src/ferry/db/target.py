@@ -25,6 +25,9 @@ class Target:
     url: URL
     adapter: Adapter
     engine: Engine
+    #: Connections opened up front on first use and kept idle in the pool (`pool.min`).
+    min_connections: int = 0
+    _warmed: bool = False
 
     @property
     def safe_url(self) -> str:
@@ -34,9 +37,18 @@ class Target:
     def connect(self) -> Connection:
         """A connection, with driver errors turned into a clear :class:`ConnectionFailed`."""
         try:
+            if not self._warmed:
+                self._warmed = True
+                self._warm_up()
             return self.engine.connect()
         except exc.DBAPIError as error:
             raise connection_failed(self.name, self.safe_url, error) from error
+
+    def _warm_up(self) -> None:
+        """Open `min_connections` at once; the pool keeps them for the next checkouts."""
+        opened = [self.engine.connect() for _ in range(self.min_connections)]
+        for conn in opened:
+            conn.close()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -71,7 +83,13 @@ def open_url(name: str, url: str, target: TargetConfig | None = None, **_: Any) 
         raise ConfigError(
             f"cannot use {parsed.drivername}: {error}", key=f"targets.{name}.url"
         ) from error
-    return Target(name=name, url=parsed, adapter=adapter, engine=engine)
+    return Target(
+        name=name,
+        url=parsed,
+        adapter=adapter,
+        engine=engine,
+        min_connections=min(config.pool.min, config.pool.max),
+    )
 
 
 def _relative_to(root: Path, url: str) -> str:
