@@ -32,6 +32,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
 )
 
 from ferry.data import state
@@ -220,6 +221,9 @@ def _source_rows(source: Target, plan: TablePlan, keys: list[dict[str, Any]]) ->
     wanted = list(dict.fromkeys([*plan.mapping, *plan.key]))
     columns = [source.adapter.read_expression(table.c[c]) for c in wanted]
     query = select(*columns).where(_key_predicate(table, plan.key, keys))
+    if plan.spec.where:
+        # A row that no longer passes the job's filter counts as gone from the target's view.
+        query = query.where(text(f"({plan.spec.where})"))
     with source.connect() as conn:
         result = conn.execute(query)
         names = list(result.keys())

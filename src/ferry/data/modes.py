@@ -81,18 +81,35 @@ def source_rows(conn: Connection, plan: TablePlan) -> int:
     return int(conn.execute(query).scalar() or 0)
 
 
-def strata_counts(conn: Connection, plan: TablePlan, by: str) -> dict[str, int]:
+@dataclass(frozen=True)
+class Strata:
+    counts: dict[str, int]
+    #: One key per stratum (its smallest) that every stratified sample keeps.
+    anchors: list[Any]
+
+
+def strata_counts(conn: Connection, plan: TablePlan, by: str) -> Strata:
     column = plan.source.c[by]
-    query = select(column, func.count()).select_from(plan.source).group_by(column)
+    measures: list[Any] = [func.count()]
+    single_key = len(plan.key) == 1
+    if single_key:
+        measures.append(func.min(plan.source.c[plan.key[0]]))
+    query = select(column, *measures).select_from(plan.source).group_by(column)
     if plan.spec.where:
         query = query.where(text(f"({plan.spec.where})"))
-    return {str(value): int(count) for value, count in conn.execute(query)}
+    counts: dict[str, int] = {}
+    anchors: list[Any] = []
+    for row in conn.execute(query):
+        counts[str(row[0])] = int(row[1])
+        if single_key:
+            anchors.append(row[2])
+    return Strata(counts, anchors)
 
 
 class Sampler:
     """Which rows of a chunk belong to the sample (deterministic per chunk)."""
 
-    def __init__(self, plan: TablePlan, total: int, strata: dict[str, int] | None) -> None:
+    def __init__(self, plan: TablePlan, total: int, strata: Strata | None) -> None:
         assert plan.spec.sample is not None
         self.plan = plan
         self.sample = plan.spec.sample
@@ -100,7 +117,8 @@ class Sampler:
             self.fraction = self.sample.percent / 100
         else:
             self.fraction = min(1.0, (self.sample.rows or 0) / total) if total else 0.0
-        self.strata = strata or {}
+        self.strata = strata.counts if strata else {}
+        self.anchors = strata.anchors if strata else []
 
     def _rng(self, chunk: KeyRange) -> np.random.Generator:
         seed = hashlib.sha256(f"{self.sample.seed}:{self.plan.name}:{chunk.index}".encode())
@@ -120,15 +138,23 @@ class Sampler:
             return pa.array(draws < self.fraction)
         # Stratified: each stratum keeps its share, and even a small one keeps a row.
         values = pc.cast(batch[self.sample.by], pa.string())
-        fractions = {
-            stratum: min(1.0, max(1, round(count * self.fraction)) / count)
-            for stratum, count in self.strata.items()
-            if count
-        }
+        anchored = bool(self.anchors) and len(self.plan.key) == 1
+        fractions = {}
+        for stratum, count in self.strata.items():
+            wanted = max(1, round(count * self.fraction))  # each stratum's share, at least 1
+            if anchored:  # one row is the anchor; the rest are drawn from the others
+                fractions[stratum] = (wanted - 1) / (count - 1) if count > 1 else 0.0
+            elif count:
+                fractions[stratum] = min(1.0, wanted / count)
         index = pc.index_in(values, value_set=pa.array(list(fractions), pa.string()))
         shares = pc.take(pa.array(list(fractions.values()), pa.float64()), index)
         per_row = pc.fill_null(shares, self.fraction).to_numpy(zero_copy_only=False)
-        return pa.array(draws < per_row)
+        chosen = pa.array(draws < per_row)
+        if self.anchors and len(self.plan.key) == 1:
+            # Even a stratum smaller than one sampled row keeps one: its smallest key.
+            anchors = pa.array(self.anchors).cast(batch[self.plan.key[0]].type)
+            chosen = pc.or_(chosen, pc.is_in(batch[self.plan.key[0]], value_set=anchors))
+        return chosen
 
 
 def is_incremental(plan: TablePlan) -> bool:

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pymysql
-from sqlalchemy import Connection, Table, func, literal_column, text
+from sqlalchemy import Connection, Table, func, literal_column, select, text, tuple_
 from sqlalchemy import types as sat
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import URL
@@ -183,11 +183,22 @@ class MySQLAdapter(Adapter):
             changes = {conflict[0]: table.c[conflict[0]]}
         statement = statement.on_duplicate_key_update(changes or {names[0]: table.c[names[0]]})
         rows = data.to_pylist()
-        result = conn.execute(statement, rows)
-        if update:
-            return len(rows)
-        # Skipped rows report 0 affected rows; inserted ones 1.
-        return int(result.rowcount)
+        existing = 0
+        if not update:
+            # The affected-row count cannot tell a skipped row from an inserted one
+            # (SQLAlchemy asks for found rows): count the keys already there instead.
+            columns = [table.c[c] for c in conflict]
+            keys = [tuple(row[c] for c in conflict) for row in rows]
+            match = (
+                columns[0].in_([k[0] for k in keys])
+                if len(columns) == 1
+                else tuple_(*columns).in_(keys)
+            )
+            existing = int(
+                conn.execute(select(func.count()).select_from(table).where(match)).scalar() or 0
+            )
+        conn.execute(statement, rows)
+        return len(rows) - existing
 
     def deferrable_objects(self, conn: Connection, table: str) -> list[DeferredObject]:
         """Non-unique secondary indexes (not the ones a foreign key needs) and foreign keys.

@@ -136,15 +136,18 @@ class PostgresAdapter(Adapter):
         if data.num_rows == 0:
             return 0
         preparer = conn.dialect.identifier_preparer
-        digest = hashlib.sha1(table.name.encode()).hexdigest()[:12]
+        names = data.column_names
+        digest = hashlib.sha1("\0".join([table.name, *names]).encode()).hexdigest()[:12]
         stage_name = f"ferry_stage_{digest}"
+        # Only the loaded columns: the target's own defaults (generated keys) stay its own.
         conn.exec_driver_sql(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {preparer.quote(stage_name)} "
-            f"(LIKE {preparer.format_table(table)}) ON COMMIT DELETE ROWS"
+            f"ON COMMIT DELETE ROWS AS SELECT "
+            f"{', '.join(preparer.quote(n) for n in names)} "
+            f"FROM {preparer.format_table(table)} WITH NO DATA"
         )
-        stage = Table(stage_name, MetaData(), *[Column(c.name, c.type) for c in table.columns])
+        stage = Table(stage_name, MetaData(), *[Column(n, table.c[n].type) for n in names])
         self.bulk_insert(conn, stage, data)
-        names = data.column_names
         statement = pg_insert(table).from_select(names, select(*[stage.c[n] for n in names]))
         if update:
             statement = statement.on_conflict_do_update(
@@ -153,7 +156,8 @@ class PostgresAdapter(Adapter):
             )
         else:
             statement = statement.on_conflict_do_nothing(index_elements=conflict)
-        written = int(conn.execute(statement).rowcount)
+        # INSERT ... SELECT keeps its row count only when asked to.
+        written = int(conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount)
         conn.exec_driver_sql(f"TRUNCATE {preparer.quote(stage_name)}")
         return written
 
