@@ -133,6 +133,9 @@ def translate_type(source: sat.TypeEngine[Any]) -> sat.TypeEngine[Any]:
         return sat.String(source.length) if source.length else LONG_TEXT
     if isinstance(source, sat.NullType):
         return LONG_TEXT
+    if isinstance(source, sat.Uuid):
+        # UUID where the database has the type; elsewhere its 36-character text form.
+        return sat.Uuid(as_uuid=False).with_variant(sat.String(36), "mysql", "mariadb", "sqlite")
     if isinstance(source, sat.Text):
         return LONG_TEXT
     if isinstance(source, sat._Binary):
