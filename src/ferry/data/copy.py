@@ -459,7 +459,8 @@ class _Job:
 
     def _seed_deduper(self, plan: TablePlan, transformer: Transformer) -> None:
         assert transformer.deduper is not None
-        columns = [plan.target.c[c] for c in transformer.deduper.columns]
+        wanted = transformer.deduper.columns + (transformer.deduper.merge_key or [])
+        columns = [plan.target.c[c] for c in dict.fromkeys(wanted)]
         with self.target.connect() as conn:
             rows = conn.execute(select(*columns)).all()
         seeded = pa.table({c.name: [r[i] for r in rows] for i, c in enumerate(columns)})
@@ -505,6 +506,10 @@ class _Job:
         rejects = list(out.rejects)
         with self.target.connect() as conn, conn.begin():
             written, skipped = self._load(conn, plan, out.table, batch, rejects)
+            if out.fills is not None:
+                self.target.adapter.fill_nulls(
+                    conn, plan.target, out.fills, [c.name for c in plan.target.primary_key.columns]
+                )
             counts = Counts(
                 out.counts.read,
                 written,

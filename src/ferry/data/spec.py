@@ -83,6 +83,7 @@ class Rule(StrEnum):
 class Keep(StrEnum):
     FIRST = "first"
     LAST = "last"
+    MERGE = "merge"  # the first row survives, its NULLs filled from later duplicates
 
 
 class Mode(StrEnum):

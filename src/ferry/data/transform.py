@@ -38,6 +38,9 @@ class Transformed:
     table: pa.Table  # target columns and types, plus ROW (position in the batch read)
     counts: Counts
     rejects: list[Reject] = field(default_factory=list)
+    #: merge de-duplication: values for NULL columns of rows written by earlier batches,
+    #: keyed by the target's primary key
+    fills: pa.Table | None = None
 
 
 class _Marks:
@@ -84,9 +87,12 @@ class Deduper:
     Keys seen so far live here; a resumed copy seeds them from rows already in the target.
     """
 
-    def __init__(self, columns: list[str]) -> None:
+    def __init__(self, columns: list[str], *, merge_key: list[str] | None = None) -> None:
         self.columns = columns
         self.seen: pa.Array = pa.array([], pa.string())
+        #: merge: the target primary key of the row kept for each seen key
+        self.merge_key = merge_key
+        self.kept: pa.Table | None = None
 
     def key(self, table: pa.Table) -> pa.Array:
         parts = [pc.fill_null(pc.cast(table[c], pa.string()), "\x00") for c in self.columns]
@@ -96,8 +102,50 @@ class Deduper:
         )
 
     def seed(self, table: pa.Table) -> None:
-        if table.num_rows:
+        if not table.num_rows:
+            return
+        if self.merge_key:
+            self._remember(table)
+        else:
             self.seen = pc.unique(pa.concat_arrays([self.seen, self.key(table)]))
+
+    def _remember(self, rows: pa.Table) -> None:
+        assert self.merge_key is not None
+        keys = self.key(rows)
+        self.seen = pa.concat_arrays([self.seen, keys])
+        kept = pa.table({c: rows[c] for c in self.merge_key})
+        self.kept = kept if self.kept is None else pa.concat_tables([self.kept, kept])
+
+    def merge(self, table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
+        """Rows to insert (one per new key, NULLs filled from its duplicates in the batch)
+        and fills for rows that earlier batches wrote."""
+        assert self.merge_key is not None
+        keys = self.key(table)
+        work = table.append_column("__key", keys)
+        columns = [c for c in table.column_names if c != ROW]
+        # "first" skips NULLs: the first non-NULL value of each column, in key order.
+        grouped = work.group_by("__key", use_threads=False).aggregate(
+            [(c, "first") for c in columns] + [(ROW, "min")]
+        )
+        grouped = grouped.rename_columns(
+            [
+                c.removesuffix("_first").removesuffix("_min") if c != "__key" else c
+                for c in grouped.column_names
+            ]
+        )
+        known = pc.is_in(grouped["__key"], value_set=self.seen)
+        fresh = grouped.filter(pc.invert(known)).drop_columns(["__key"])
+        fills = None
+        if pc.any(known).as_py() and self.kept is not None:
+            old = grouped.filter(known)
+            where = pc.index_in(old["__key"], value_set=self.seen)
+            fills = pa.table(
+                {c: pc.take(self.kept[c], where) for c in self.merge_key}
+                | {c: old[c] for c in columns if c not in self.merge_key}
+            )
+        if fresh.num_rows:
+            self._remember(fresh)
+        return fresh.select([*columns, ROW]), fills
 
     def keep_mask(self, table: pa.Table) -> pa.Array:
         keys = self.key(table)
@@ -122,7 +170,17 @@ class Transformer:
         self.derived: dict[str, Expression] = {
             name: compile_expression(text) for name, text in spec.derive.items()
         }
-        self.deduper = Deduper(spec.dedupe.on) if spec.dedupe else None
+        merging = bool(spec.dedupe and spec.dedupe.keep is Keep.MERGE)
+        key = [c.name for c in plan.target.primary_key.columns]
+        if merging and not key:
+            raise DataError(
+                f"`dedupe: keep: merge` on `{plan.name}` needs a primary key on the target "
+                f"table `{plan.target_name}` to fill rows written earlier",
+                hint="use keep: first, or give the target table a primary key",
+            )
+        self.deduper = (
+            Deduper(spec.dedupe.on, merge_key=key if merging else None) if spec.dedupe else None
+        )
         self.descending = bool(spec.dedupe and spec.dedupe.keep is Keep.LAST)
         wanted = list(plan.mapping.values()) + list(spec.derive)
         self.load_columns = [c for c in plan.target.columns if c.name in wanted]
@@ -147,7 +205,12 @@ class Transformer:
         work = self._drop_marked(work, marks)
         # Last, so a row refused by any rule never claims its key from a valid duplicate.
         deduped = 0
-        if self.deduper is not None and work.num_rows:
+        fills = None
+        if self.deduper is not None and self.deduper.merge_key and work.num_rows:
+            before = work.num_rows
+            work, fills = self.deduper.merge(work)
+            deduped = before - work.num_rows
+        elif self.deduper is not None and work.num_rows:
             keep = self.deduper.keep_mask(work)
             deduped = work.num_rows - pc.sum(keep).as_py()
             work = work.filter(keep)
@@ -157,7 +220,7 @@ class Transformer:
         counts = Counts(
             read=n, written=written, rejected=len(found), filtered=filtered, deduped=deduped
         )
-        return Transformed(work, counts, found)
+        return Transformed(work, counts, found, fills)
 
     # --- steps ---
 

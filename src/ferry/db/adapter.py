@@ -12,7 +12,17 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
-from sqlalchemy import Connection, Engine, Table, create_engine, insert
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    create_engine,
+    func,
+    insert,
+    update,
+)
 from sqlalchemy.engine import URL, make_url
 
 from ferry.config.project import PoolConfig
@@ -215,6 +225,25 @@ class Adapter:
         """Make the primary key of `table` (quoted names) from the unique index just built
         on `columns`, or build it where the database cannot adopt an index."""
         return f"ALTER TABLE {table} ADD PRIMARY KEY ({columns})"
+
+    def fill_nulls(self, conn: Connection, table: Table, data: pa.Table, key: list[str]) -> None:
+        """For each row of `data`, set the NULL columns of the table's row with the same
+        `key` to the row's values (merge de-duplication across batches)."""
+        if data.num_rows == 0:
+            return
+        columns = [c for c in data.column_names if c not in key]
+        if not columns:
+            return
+        statement = (
+            update(table)
+            .where(and_(*[table.c[k] == bindparam(f"key_{k}") for k in key]))
+            .values({c: func.coalesce(table.c[c], bindparam(f"new_{c}")) for c in columns})
+        )
+        rows = [
+            {**{f"key_{k}": row[k] for k in key}, **{f"new_{c}": row[c] for c in columns}}
+            for row in data.to_pylist()
+        ]
+        conn.execute(statement, rows)
 
     def reset_identity(self, conn: Connection, table: Table) -> None:
         """After loading explicit ids, make the next generated id follow the largest one."""
