@@ -16,8 +16,10 @@ from ferry.config.scaffold import init_project
 from ferry.data.copy import CopyReport, copy_data, sync_job
 from ferry.data.spec import load_job
 from ferry.db.doctor import doctor as run_doctor
+from ferry.db.target import open_target
 from ferry.errors import FerryError
 from ferry.quickstart.demo import run_quickstart
+from ferry.runs import read_runs
 from ferry.schema import branching, commands
 from ferry.schema.execute import StepResult
 
@@ -399,6 +401,39 @@ def sync(
             f"{report.upserted:,} rows upserted, {report.deleted:,} deleted, "
             f"{report.rejected:,} rejected (log id {report.last_id})"
         )
+
+
+@app.command()
+def runs(
+    target: TargetOpt = None,
+    as_json: JsonOpt = False,
+    limit: Annotated[int, typer.Option(min=1, help="how many, newest first")] = 20,
+) -> None:
+    """Data runs recorded in a target (ferry_runs): status, times, counts, errors."""
+    opened = open_target(_project(), target)
+    try:
+        with opened.connect() as conn:
+            records = read_runs(conn, limit=limit)
+    finally:
+        opened.dispose()
+    if as_json:
+        render.emit_json([r.__dict__ for r in records])
+        return
+    from rich.table import Table
+
+    table = Table("run", "type", "name", "status", "started", "finished", "error")
+    for r in records:
+        style = {"completed": "green", "failed": "red", "running": "yellow"}.get(r.status, "")
+        table.add_row(
+            r.run_id,
+            r.type,
+            r.name,
+            f"[{style}]{r.status}[/]",
+            f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+            f"{r.finished_at:%Y-%m-%d %H:%M:%S}" if r.finished_at else "",
+            (r.error or "").splitlines()[0][:80] if r.error else "",
+        )
+    out.print(table)
 
 
 @app.command()

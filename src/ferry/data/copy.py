@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ from ferry.data.tables import TablePlan, plan_tables
 from ferry.data.transform import ROW, DataError, Transformer
 from ferry.db.target import Target, open_target, open_url
 from ferry.errors import ConfigError, FerryError
+from ferry.runs import finish_run, start_run
 
 
 class SourceReadError(FerryError):
@@ -714,7 +715,11 @@ def copy_data(
     target = open_endpoint(spec.target, key="target", spec_path=spec_path, project=project)
     started = time.perf_counter()
     report = CopyReport(spec.name or spec_path.stem, run_id, source.safe_url, target.safe_url)
+    recorded = False
     try:
+        with target.connect() as conn:
+            start_run(conn, run_id, "data", report.job)
+        recorded = True
         plans = plan_tables(spec, source.engine, target.engine, file=spec_path)
         job = _Job(spec, source, target, spec_path, run_id, on_progress)
         job.check_filters(plans)
@@ -789,8 +794,24 @@ def copy_data(
         raise
     finally:
         report.seconds = time.perf_counter() - started
+        if recorded:
+            _record_outcome(target, report)
         source.dispose()
         target.dispose()
+
+
+def _record_outcome(target: Target, report: CopyReport) -> None:
+    """Close the run record: completed or failed, with the counts (checkpoints stay)."""
+    summary = {
+        "seconds": round(report.seconds, 3),
+        "tables": {t.source: asdict(t.counts) for t in report.tables},
+        "warnings": report.warnings,
+    }
+    try:
+        with target.connect() as conn:
+            finish_run(conn, report.run_id, report.status, summary, report.error)
+    except FerryError:
+        pass  # the target went away: the record stays `running`, the error is raised anyway
 
 
 __all__ = ["CopyReport", "Progress", "TableReport", "copy_data"]

@@ -72,6 +72,7 @@ FERRY_TABLES = (
     "ferry_rejects",
     "ferry_deferred",
     "ferry_delta_log",
+    "ferry_runs",
 )
 
 

@@ -1,0 +1,100 @@
+"""Run records kept in the database a run changes (`ferry_runs`), so the record lives and
+dies with the data it describes: id, type (schema | data | sync), name, status (running,
+completed, failed), times, a JSON summary and the error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, Text, select, update
+
+_meta = MetaData()
+runs = Table(
+    "ferry_runs",
+    _meta,
+    Column("run_id", String(36), primary_key=True),
+    Column("type", String(20), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Column("summary", Text),
+    Column("error", Text),
+)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    type: str
+    name: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    summary: dict[str, Any]
+    error: str | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def start_run(conn: Connection, run_id: str, kind: str, name: str) -> None:
+    """Record a run as running (commits)."""
+    _meta.create_all(conn, checkfirst=True)
+    conn.execute(
+        runs.insert(),
+        [
+            {
+                "run_id": run_id,
+                "type": kind,
+                "name": name[:200],
+                "status": "running",
+                "started_at": _now(),
+            }
+        ],
+    )
+    conn.commit()
+
+
+def finish_run(
+    conn: Connection, run_id: str, status: str, summary: dict[str, Any], error: str | None = None
+) -> None:
+    """Close a run's record with its outcome (commits)."""
+    conn.execute(
+        update(runs)
+        .where(runs.c.run_id == run_id)
+        .values(
+            status=status,
+            finished_at=_now(),
+            summary=json.dumps(summary, default=str),
+            error=error[:4000] if error else None,
+        )
+    )
+    conn.commit()
+
+
+def read_runs(conn: Connection, *, limit: int = 50) -> list[RunRecord]:
+    """The latest runs, newest first."""
+    from sqlalchemy import inspect
+
+    if not inspect(conn).has_table(runs.name):
+        return []
+    rows = conn.execute(select(runs).order_by(runs.c.started_at.desc()).limit(limit)).all()
+    return [
+        RunRecord(
+            r.run_id,
+            r.type,
+            r.name,
+            r.status,
+            r.started_at,
+            r.finished_at,
+            json.loads(r.summary) if r.summary else {},
+            r.error,
+        )
+        for r in rows
+    ]
