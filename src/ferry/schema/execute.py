@@ -406,36 +406,34 @@ class Executor:
         )
         started = time.perf_counter()
         rank = step.resumes.installed_rank if step.resumes else None
+
+        def record(success: bool, error: str | None) -> int:
+            ms = int((time.perf_counter() - started) * 1000)
+            row = self._row(
+                step,
+                success=success,
+                done=int(success),
+                total=1,
+                ms=ms,
+                done_checksum=None,
+                error=error,
+            )
+            if transactional and not conn.in_transaction():
+                with conn.begin():
+                    self._write(conn, step, rank, row)
+            else:
+                self._write(conn, step, rank, row)
+            return ms
+
         try:
             if transactional:
+                # The function's work and its history row commit together.
                 with conn.begin():
                     function(context)
-                    ms = int((time.perf_counter() - started) * 1000)
-                    self._write(
-                        conn,
-                        step,
-                        rank,
-                        self._row(
-                            step,
-                            success=True,
-                            done=1,
-                            total=1,
-                            ms=ms,
-                            done_checksum=None,
-                            error=None,
-                        ),
-                    )
+                    ms = record(True, None)
             else:
                 function(context)
-                ms = int((time.perf_counter() - started) * 1000)
-                self._write(
-                    conn,
-                    step,
-                    rank,
-                    self._row(
-                        step, success=True, done=1, total=1, ms=ms, done_checksum=None, error=None
-                    ),
-                )
+                ms = record(True, None)
         except Exception as exc:
             line = _python_line(exc, step.script) or 1
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -448,38 +446,7 @@ class Executor:
                 hint="fix the function and run the command again"
                 + ("" if transactional else "; what it did before failing stays applied"),
             )
-            ms = int((time.perf_counter() - started) * 1000)
-            if transactional:
-                with conn.begin():
-                    self._write(
-                        conn,
-                        step,
-                        rank,
-                        self._row(
-                            step,
-                            success=False,
-                            done=0,
-                            total=1,
-                            ms=ms,
-                            done_checksum=None,
-                            error=failure.message[:4000],
-                        ),
-                    )
-            else:
-                self._write(
-                    conn,
-                    step,
-                    rank,
-                    self._row(
-                        step,
-                        success=False,
-                        done=0,
-                        total=1,
-                        ms=ms,
-                        done_checksum=None,
-                        error=failure.message[:4000],
-                    ),
-                )
+            record(False, failure.message[:4000])
             raise failure from exc
         return StepResult(step, _done_status(step), ms, 1, 1)
 
