@@ -119,23 +119,7 @@ def _save_last_id(conn: Connection, job: str, last: int, run_id: str) -> None:
     if conn.execute(select(table.c.job).where(where)).first() is None:
         conn.execute(
             table.insert(),
-            [
-                {
-                    "job": job,
-                    "table_name": LOG_TABLE,
-                    "chunk": DELTA_ROW,
-                    "lo": None,
-                    "hi": str(last),
-                    "status": "sync",
-                    "rows_read": 0,
-                    "rows_written": 0,
-                    "rows_rejected": 0,
-                    "rows_filtered": 0,
-                    "rows_deduped": 0,
-                    "run_id": run_id,
-                    "updated_at": state.now(),
-                }
-            ],
+            [state.checkpoint_row(job, LOG_TABLE, DELTA_ROW, None, str(last), "sync", run_id)],
         )
     else:
         conn.execute(

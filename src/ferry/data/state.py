@@ -101,6 +101,35 @@ class Reject:
     row: dict[str, Any]
 
 
+def checkpoint_row(
+    job: str,
+    table: str,
+    chunk: int,
+    lo: str | None,
+    hi: str | None,
+    status: str,
+    run_id: str,
+    counts: Counts | None = None,
+) -> dict[str, Any]:
+    """One row of migration_checkpoints, ready to insert."""
+    c = counts or Counts()
+    return {
+        "job": job,
+        "table_name": table,
+        "chunk": chunk,
+        "lo": lo,
+        "hi": hi,
+        "status": status,
+        "rows_read": c.read,
+        "rows_written": c.written,
+        "rows_rejected": c.rejected,
+        "rows_filtered": c.filtered,
+        "rows_deduped": c.deduped,
+        "run_id": run_id,
+        "updated_at": now(),
+    }
+
+
 def ensure(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=True)
 
@@ -138,26 +167,8 @@ def save_plan(
     window: tuple[str | None, str | None] = (None, None),
 ) -> None:
     """Record a table's chunk plan; `window` holds an incremental run's cursor bounds."""
-    values = [
-        {
-            "job": job,
-            "table_name": table,
-            "chunk": TABLE_ROW,
-            "lo": window[0],
-            "hi": window[1],
-            "status": table_status,
-            "rows_read": 0,
-            "rows_written": 0,
-            "rows_rejected": 0,
-            "rows_filtered": 0,
-            "rows_deduped": 0,
-            "run_id": run_id,
-            "updated_at": now(),
-        }
-    ]
-    for chunk in chunks:
-        lo, hi = chunk.to_json()
-        values.append({**values[0], "chunk": chunk.index, "lo": lo, "hi": hi, "status": "pending"})
+    values = [checkpoint_row(job, table, TABLE_ROW, window[0], window[1], table_status, run_id)]
+    values += [checkpoint_row(job, table, c.index, *c.to_json(), "pending", run_id) for c in chunks]
     # A `creating` row may already stand for this table (see mark_creating).
     conn.execute(
         delete(checkpoints).where(
@@ -223,28 +234,10 @@ def new_increment(
         )
         .values(lo=window[0], hi=window[1], run_id=run_id, updated_at=now())
     )
-    stamp = now()
     if chunks:
         conn.execute(
             insert(checkpoints),
-            [
-                {
-                    "job": job,
-                    "table_name": table,
-                    "chunk": c.index,
-                    "lo": c.to_json()[0],
-                    "hi": c.to_json()[1],
-                    "status": "pending",
-                    "rows_read": 0,
-                    "rows_written": 0,
-                    "rows_rejected": 0,
-                    "rows_filtered": 0,
-                    "rows_deduped": 0,
-                    "run_id": run_id,
-                    "updated_at": stamp,
-                }
-                for c in chunks
-            ],
+            [checkpoint_row(job, table, c.index, *c.to_json(), "pending", run_id) for c in chunks],
         )
 
 
@@ -318,26 +311,9 @@ def record_flush(
     conn: Connection, job: str, table: str, flush: KeyRange, counts: Counts, run_id: str
 ) -> None:
     """A stream's flush: a done chunk whose `hi` is the last key it loaded."""
-    lo, hi = flush.to_json()
     conn.execute(
         insert(checkpoints),
-        [
-            {
-                "job": job,
-                "table_name": table,
-                "chunk": flush.index,
-                "lo": lo,
-                "hi": hi,
-                "status": "done",
-                "rows_read": counts.read,
-                "rows_written": counts.written,
-                "rows_rejected": counts.rejected,
-                "rows_filtered": counts.filtered,
-                "rows_deduped": counts.deduped,
-                "run_id": run_id,
-                "updated_at": now(),
-            }
-        ],
+        [checkpoint_row(job, table, flush.index, *flush.to_json(), "done", run_id, counts)],
     )
 
 
