@@ -106,6 +106,33 @@ def plan(
 
 
 @app.command()
+def lint(
+    target: TargetOpt = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="every migration, not only pending")
+    ] = False,
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            help="exit 8 when the overall risk is at least this: low | medium | high | never"
+        ),
+    ] = "high",
+    as_json: JsonOpt = False,
+) -> None:
+    """Lint pending migrations: data-loss, downtime, rollback and performance risks, rated by
+    the target's table sizes, with the safer rewrite. Silence with `-- ferry:allow RULE`."""
+    report = commands.lint(_project(), target, everything=everything)
+    if as_json:
+        render.emit_json(render.lint_json(report))
+    elif not report.findings:
+        out.print("[green]no findings[/]")
+    else:
+        out.print(render.lint_table(report))
+    if fail_on != "never" and report.findings and report.at_least(fail_on):
+        raise typer.Exit(8)
+
+
+@app.command()
 def apply(
     target: TargetOpt = None,
     to: Annotated[str | None, typer.Option(help="apply up to this version")] = None,

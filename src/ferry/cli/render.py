@@ -16,6 +16,7 @@ from ferry.data.copy import Progress as CopyEvent
 from ferry.schema.commands import RunReport, StatusReport
 from ferry.schema.execute import StepResult
 from ferry.schema.history import HistoryRow
+from ferry.schema.lint import LintReport
 
 # Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -106,6 +107,8 @@ def step_line(result: StepResult) -> str:
 
 
 def plan_text(report: RunReport) -> None:
+    if report.risk is not None and report.risk.findings:
+        out.print(lint_table(report.risk))
     if not report.planned:
         out.print(f"[green]{report.target}: nothing to do[/] ({report.url})")
         return
@@ -118,9 +121,7 @@ def plan_text(report: RunReport) -> None:
         for index, statement in enumerate(item.statements):
             if index < item.step.resume_from:
                 continue
-            out.print(
-                f"[dim]{statement.line:>5}[/] {statement.sql};", highlight=False, markup=False
-            )
+            out.print(f"{statement.line:>5} {statement.sql};", highlight=False, markup=False)
 
 
 def run_json(report: RunReport) -> dict[str, Any]:
@@ -129,6 +130,7 @@ def run_json(report: RunReport) -> dict[str, Any]:
         "url": report.url,
         "run_id": report.run_id,
         "dry_run": report.dry_run,
+        "risk": lint_json(report.risk) if report.risk is not None else None,
         "planned": [
             {
                 "action": str(p.step.action),
@@ -291,3 +293,30 @@ class CopyProgress:
     def __exit__(self, *exc: object) -> None:
         if self._bars is not None:
             self._bars.stop()
+
+
+_SEVERITY_STYLE = {"high": "red bold", "medium": "yellow", "low": "cyan", "none": "green"}
+
+
+def lint_table(report: LintReport) -> Table:
+    style = _SEVERITY_STYLE[report.overall]
+    table = Table(
+        title=f"risk: [{style}]{report.overall}[/] ({len(report.findings)} findings)",
+        title_justify="left",
+    )
+    for column in ("severity", "rule", "where", "what", "safer"):
+        table.add_column(column, overflow="fold")
+    for f in report.findings:
+        where = f"{f.file.name}:{f.line}"
+        what = f.message + (f" ({f.estimate})" if f.estimate else "")
+        table.add_row(
+            f"[{_SEVERITY_STYLE[f.severity]}]{f.severity}[/]", f.rule, where, what, f.suggestion
+        )
+    return table
+
+
+def lint_json(report: LintReport) -> dict[str, Any]:
+    return {
+        "overall": report.overall,
+        "findings": [{**asdict(f), "file": str(f.file)} for f in report.findings],
+    }

@@ -15,8 +15,9 @@ from ferry.errors import StrategyError
 from ferry.schema.dag import link, topological_order
 from ferry.schema.execute import Executor, StepResult
 from ferry.schema.history import AppliedState, History, HistoryRow, RowType
+from ferry.schema.lint import LintReport, lint_migrations, table_sizes
 from ferry.schema.plan import Action, Problem, Step, find_problems, plan_apply, plan_undo
-from ferry.schema.scripts import MigrationSet, discover
+from ferry.schema.scripts import MigrationSet, Script, discover
 from ferry.schema.splitter import Statement
 from ferry.schema.version import Version
 
@@ -102,6 +103,8 @@ class RunReport:
     dry_run: bool
     planned: list[PlannedScript] = field(default_factory=list)
     results: list[StepResult] = field(default_factory=list)
+    #: lint findings of the planned scripts (plan only)
+    risk: LintReport | None = None
 
     def sql_text(self) -> str:
         """The full SQL the run would execute, file by file."""
@@ -149,12 +152,39 @@ def plan(
     to: str | None = None,
     out_of_order: bool | None = None,
 ) -> RunReport:
-    """Pending migrations of a target with the SQL that would run. Changes nothing."""
+    """Pending migrations of a target with the SQL that would run and its risk. Changes
+    nothing."""
     with open_session(project, target) as session:
         steps = _apply_steps(session, session.read_state(), to, out_of_order)
-        return RunReport(
+        report = RunReport(
             session.target.name, session.target.safe_url, "", True, _planned(session, steps)
         )
+        report.risk = _lint(session, [s.script for s in steps])
+        return report
+
+
+def _lint(session: Session, scripts: list[Script] | None) -> LintReport:
+    with session.target.connect() as conn:
+        sizes = table_sizes(conn, session.target.adapter.name)
+    return lint_migrations(
+        session.migrations,
+        dialect=session.target.adapter.name,
+        split_dialect=session.target.adapter.split_dialect,
+        table_rows=sizes,
+        transactional_ddl=session.target.adapter.transactional_ddl,
+        only=scripts,
+        require_undo=session.project.strategy is not Strategy.FORWARD_ONLY,
+    )
+
+
+def lint(project: Project, target: str | None = None, *, everything: bool = False) -> LintReport:
+    """Lint and risk of the target's pending migrations (or of every migration), rated by
+    the target's table sizes."""
+    with open_session(project, target) as session:
+        if everything:
+            return _lint(session, None)
+        steps = _apply_steps(session, session.read_state(), None, True)
+        return _lint(session, [s.script for s in steps])
 
 
 def _apply_steps(
