@@ -22,6 +22,8 @@ from ferry.quickstart.demo import run_quickstart
 from ferry.runs import read_runs
 from ferry.schema import branching, commands
 from ferry.schema.execute import StepResult
+from ferry.validate.compare import Canon
+from ferry.validate.data import verify_job
 
 app = typer.Typer(
     name="ferry",
@@ -375,6 +377,36 @@ def _copy_footer(report: CopyReport) -> None:
 
 
 @app.command()
+def verify(
+    job: Annotated[Path, typer.Argument(help="job spec (YAML) whose copy to prove")],
+    max_keys: Annotated[int, typer.Option(min=1, help="keys listed per kind of difference")] = 20,
+    ignore_case: Annotated[bool, typer.Option(help="compare text case-insensitively")] = False,
+    ignore_trailing_spaces: Annotated[
+        bool, typer.Option(help="ignore trailing spaces in text")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Prove a copy: row counts and a row-by-row comparison of the source as the job
+    transforms it with the target, by key; constraint checks on the target. Exit 9 on
+    any difference."""
+    spec = load_job(job)
+    project = _project() if state.config is not None else None
+    report = verify_job(
+        spec,
+        spec_path=job,
+        project=project,
+        max_keys=max_keys,
+        canon=Canon(ignore_case=ignore_case, ignore_trailing_spaces=ignore_trailing_spaces),
+    )
+    if as_json:
+        render.emit_json(report.as_dict())
+    else:
+        render.print_validation(report)
+    if report.status != "passed":
+        raise typer.Exit(9)
+
+
+@app.command()
 def sync(
     job: Annotated[Path, typer.Argument(help="job spec (YAML) with `mode: delta` tables")],
     follow: Annotated[bool, typer.Option("--follow", help="keep replaying new changes")] = False,
@@ -482,6 +514,8 @@ def quickstart(
     if result.copy is not None:
         out.print(render.copy_table(result.copy))
         _copy_footer(result.copy)
+    if result.validation is not None:
+        render.print_validation(result.validation)
     out.print(f"\nproject in [bold]{folder}[/]: try `ferry -c {folder} status`")
 
 

@@ -17,6 +17,7 @@ from ferry.schema.commands import RunReport, StatusReport
 from ferry.schema.execute import StepResult
 from ferry.schema.history import HistoryRow
 from ferry.schema.lint import LintReport
+from ferry.validate.report import ValidationReport
 
 # Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -320,3 +321,30 @@ def lint_json(report: LintReport) -> dict[str, Any]:
         "overall": report.overall,
         "findings": [{**asdict(f), "file": str(f.file)} for f in report.findings],
     }
+
+
+def print_validation(report: ValidationReport) -> None:
+    mark = "[green]passed[/]" if report.status == "passed" else "[red]FAILED[/]"
+    out.print(f"validation: {mark}")
+    for name, category in report.categories.items():
+        status = "[green]passed[/]" if category.status == "passed" else "[red]failed[/]"
+        out.print(f"  {name}: {status}")
+        if name == "data" and category.details:
+            table = Table(
+                "table", "expected", "in target", "compared", "missing", "extra", "different"
+            )
+            for source, d in category.details.items():
+                table.add_row(
+                    f"{source} -> {d['target']}",
+                    f"{d['expected_rows']:,}",
+                    f"{d['target_rows']:,}",
+                    f"{d['compared']:,}",
+                    str(d["missing"]),
+                    str(d["extra"]),
+                    str(d["different"]),
+                )
+            out.print(table)
+        for error in category.errors:
+            out.print(f"    [red]x[/] {error}", highlight=False)
+        for warning in category.warnings:
+            out.print(f"    [yellow]![/] {warning}", highlight=False)

@@ -91,3 +91,21 @@ def _unify(table: pa.Table) -> pa.Table:
         else:
             fields.append(field)
     return table.cast(pa.schema(fields)) if changed else table
+
+
+def read_select(source: Target, query: Select[Any]) -> pa.Table:
+    """Any SELECT into Arrow: connectorx where it serves, else the driver."""
+    url = source.adapter.connectorx_url(source.url)
+    if url is not None:
+        try:
+            table = cx.read_sql(url, render(source, query), return_type="arrow")
+            if isinstance(table, pa.Table):
+                return _unify(table)
+        except BaseException as error:  # connectorx panics are BaseExceptions
+            if isinstance(error, KeyboardInterrupt | SystemExit):
+                raise
+    with source.connect() as conn:
+        result = conn.execute(query)
+        names = list(result.keys())
+        rows = result.fetchall()
+    return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})

@@ -14,6 +14,8 @@ from ferry.quickstart.legacy import LegacySummary, build_legacy_database
 from ferry.schema import commands
 from ferry.schema.execute import StepResult
 from ferry.schema.history import HistoryRow
+from ferry.validate.data import verify_job
+from ferry.validate.report import ValidationReport
 
 PROJECT_TOML = """\
 # The camera-counting demo: a legacy database and the migrations of the new schema.
@@ -44,11 +46,13 @@ class QuickstartResult:
     applied: list[StepResult]
     history: list[HistoryRow]
     copy: CopyReport | None = None
+    validation: ValidationReport | None = None
 
 
 def run_quickstart(folder: Path) -> QuickstartResult:
     """Build the legacy database, migrate a new SQLite database to the new schema, then copy
-    the legacy data into it with the example job's mappings and cleaning rules.
+    the legacy data into it with the example job's mappings and cleaning rules, and prove the
+    copy row by row.
 
     Running it again starts over in the same folder.
     """
@@ -65,6 +69,7 @@ def run_quickstart(folder: Path) -> QuickstartResult:
     report = commands.apply(project, "new")
     job = folder / "copy.yaml"
     copied = copy_data(load_job(job), spec_path=job, project=project)
+    proof = verify_job(load_job(job), spec_path=job, project=project)
     return QuickstartResult(
-        folder, legacy, report.results, commands.history(project, "new"), copied
+        folder, legacy, report.results, commands.history(project, "new"), copied, proof
     )

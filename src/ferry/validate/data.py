@@ -1,0 +1,204 @@
+"""`ferry verify JOB.yaml`: the target holds exactly the source's rows as the job transforms
+them — counted per table and compared row by row on key ranges, so a difference is named by
+its key: missing, extra, or different (with the differing columns).
+
+Each key range is read from both sides (connectorx into Arrow), the source side through the
+job's own transforms, and compared in Arrow; memory stays bounded by the range size. Rows the
+target refused at load are in `ferry_rejects` and are not counted missing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import and_, inspect, select, text
+
+from ferry.config.project import Project
+from ferry.data.chunks import KeyRange, plan_ranges, range_predicate
+from ferry.data.copy import open_endpoint
+from ferry.data.extract import read_chunk, read_select
+from ferry.data.spec import JobSpec, Mode
+from ferry.data.state import rejects as rejects_table
+from ferry.data.tables import TablePlan, plan_tables
+from ferry.data.transform import ROW, Transformer
+from ferry.db.target import Target
+from ferry.errors import ConfigError
+from ferry.validate.compare import Canon, Diff, compare, key_strings
+from ferry.validate.constraints import check_constraints
+from ferry.validate.report import ValidationReport
+
+
+@dataclass
+class TableCheck:
+    table: str
+    target: str
+    expected: int = 0
+    found: int = 0
+    diff: Diff | None = None
+
+
+def verify_job(
+    spec: JobSpec,
+    *,
+    spec_path: Path,
+    project: Project | None = None,
+    canon: Canon | None = None,
+    max_keys: int = 20,
+) -> ValidationReport:
+    """Compare the job's target with its source as transformed by the job.
+
+    Raises:
+        ConfigError: a target table does not exist yet (nothing was copied).
+    """
+    canon = canon or Canon()
+    source = open_endpoint(spec.source, key="source", spec_path=spec_path, project=project)
+    target = open_endpoint(spec.target, key="target", spec_path=spec_path, project=project)
+    report = ValidationReport()
+    data = report.category("data")
+    try:
+        plans = plan_tables(spec, source.engine, target.engine, file=spec_path)
+        missing = [p.target_name for p in plans if not p.target_exists]
+        if missing:
+            raise ConfigError(
+                f"the target has no table {', '.join(missing)}",
+                file=spec_path,
+                hint="run `ferry copy` first",
+            )
+        job = spec.name or spec_path.stem
+        for plan in plans:
+            if plan.spec.mode is Mode.SAMPLE:
+                data.warnings.append(f"`{plan.name}` is a sample: not compared row by row")
+                continue
+            check = _check_table(source, target, plan, spec, job, canon, max_keys)
+            _report_table(data, check, max_keys)
+        check_constraints(target, [p.target for p in plans], report.category("constraint"))
+        return report
+    finally:
+        source.dispose()
+        target.dispose()
+
+
+def _target_key(plan: TablePlan) -> list[str]:
+    return [plan.mapping[k] for k in plan.key]
+
+
+def _check_table(
+    source: Target,
+    target: Target,
+    plan: TablePlan,
+    spec: JobSpec,
+    job: str,
+    canon: Canon,
+    max_keys: int,
+) -> TableCheck:
+    check = TableCheck(plan.name, plan.target_name)
+    key = _target_key(plan)
+    if not plan.key or any(k not in plan.mapping for k in plan.key):
+        raise ConfigError(
+            f"`{plan.name}` has no key that reaches the target, so its rows cannot be matched",
+            key=f"tables.{plan.name}.key",
+            hint="set `key:` to columns the job copies",
+        )
+    refused = _refused_keys(target, job, plan)
+    transformer = Transformer(plan)
+    with source.connect() as conn:
+        where = text(f"({plan.spec.where})").self_group() if plan.spec.where else None
+        ranges = plan_ranges(
+            conn, plan.source, plan.key, rows_per_chunk=spec.load.batch_size, where=where
+        )
+    total = Diff()
+    for chunk in reversed(ranges) if transformer.descending else ranges:
+        batch = read_chunk(source, plan, chunk, descending=transformer.descending)
+        expected = transformer.apply(batch).table.drop_columns([ROW])
+        actual = _target_rows(target, plan, key, chunk, list(expected.column_names))
+        check.expected += expected.num_rows
+        check.found += actual.num_rows
+        diff = compare(expected, actual, key, canon=canon, max_keys=max_keys)
+        if refused and diff.missing_count:
+            kept = [k for k in diff.missing if _key_text(k, key) not in refused]
+            diff.missing_count -= len(diff.missing) - len(kept)
+            diff.missing = kept
+        _merge(total, diff, max_keys)
+    check.diff = total
+    return check
+
+
+def _target_rows(
+    target: Target, plan: TablePlan, key: list[str], chunk: KeyRange, columns: list[str]
+) -> pa.Table:
+    table = plan.target
+    query = select(*[table.c[c] for c in columns]).select_from(table)
+    predicate = range_predicate(table, key, chunk)
+    if predicate is not None:
+        query = query.where(predicate)
+    return read_select(target, query)
+
+
+def _refused_keys(target: Target, job: str, plan: TablePlan) -> set[str]:
+    with target.connect() as conn:
+        if not inspect(conn).has_table(rejects_table.name):
+            return set()
+        rows = conn.execute(
+            select(rejects_table.c.source_key).where(
+                and_(
+                    rejects_table.c.job == job,
+                    rejects_table.c.table_name == plan.name,
+                    rejects_table.c.rule == "load",
+                )
+            )
+        ).all()
+    found = set()
+    for (raw,) in rows:
+        values = json.loads(raw) if raw else None
+        if isinstance(values, list):
+            found.add("\x1f".join("\x00" if v is None else str(v) for v in values))
+    return found
+
+
+def _key_text(row: dict[str, Any], key: list[str]) -> str:
+    table = pa.table({k: [row[k]] for k in key})
+    return str(key_strings(table, key)[0].as_py())
+
+
+def _merge(total: Diff, part: Diff, max_keys: int) -> None:
+    total.missing_count += part.missing_count
+    total.extra_count += part.extra_count
+    total.different_count += part.different_count
+    total.compared += part.compared
+    total.missing = (total.missing + part.missing)[:max_keys]
+    total.extra = (total.extra + part.extra)[:max_keys]
+    total.different = (total.different + part.different)[:max_keys]
+
+
+def _report_table(data: Any, check: TableCheck, max_keys: int) -> None:
+    diff = check.diff or Diff()
+    data.details[check.table] = {
+        "target": check.target,
+        "expected_rows": check.expected,
+        "target_rows": check.found,
+        "compared": diff.compared,
+        "missing": diff.missing_count,
+        "extra": diff.extra_count,
+        "different": diff.different_count,
+        "missing_keys": diff.missing,
+        "extra_keys": diff.extra,
+        "different_keys": [{"key": k, "columns": c} for k, c in diff.different],
+    }
+    if diff.missing_count:
+        data.fail(
+            f"`{check.target}`: {diff.missing_count} rows missing, e.g. keys {diff.missing[:5]}"
+        )
+    if diff.extra_count:
+        data.fail(
+            f"`{check.target}`: {diff.extra_count} rows that the source does not have, "
+            f"e.g. keys {diff.extra[:5]}"
+        )
+    if diff.different_count:
+        sample = "; ".join(f"{k} ({', '.join(c)})" for k, c in diff.different[:5])
+        data.fail(f"`{check.target}`: {diff.different_count} rows differ, e.g. {sample}")
+    if check.expected != check.found and not (diff.missing_count or diff.extra_count):
+        data.fail(f"`{check.target}`: {check.found} rows where {check.expected} were expected")
