@@ -177,7 +177,7 @@ def replay(
             plan = by_name[table_name]
             counts = report.tables.setdefault(table_name, Counts())
             keys = [k for _, k in changes.values()]
-            rows = _source_rows(source, plan, keys)
+            rows = source_rows(source, plan, keys)
             present = {json.dumps([r[k] for k in plan.key], default=str) for r in rows.to_pylist()}
             gone = [
                 k for k in keys if json.dumps([k[c] for c in plan.key], default=str) not in present
@@ -200,7 +200,7 @@ def replay(
     return len(entries)
 
 
-def _source_rows(source: Target, plan: TablePlan, keys: list[dict[str, Any]]) -> pa.Table:
+def source_rows(source: Target, plan: TablePlan, keys: list[dict[str, Any]]) -> pa.Table:
     table = plan.source
     wanted = list(dict.fromkeys([*plan.mapping, *plan.key]))
     columns = [source.adapter.read_expression(table.c[c]) for c in wanted]

@@ -222,6 +222,8 @@ def _design_target(
                     col_type = source_type
         else:
             col_type = translate_type(src.type)
+        if source_is_sqlite and isinstance(col_type, sat.Float):
+            col_type = sat.Double()  # SQLite's REAL is 8 bytes, whatever the declared name
         single_key = source_col in pk and len(pk) == 1
         # SQLite reflects its rowid-alias INTEGER PRIMARY KEY as "auto"; it does number rows.
         auto = src.autoincrement is True or (

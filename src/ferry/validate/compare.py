@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -28,6 +29,10 @@ class Diff:
     missing: list[Any] = field(default_factory=list)  # keys expected, absent in the target
     extra: list[Any] = field(default_factory=list)  # keys in the target, not expected
     different: list[tuple[Any, list[str]]] = field(default_factory=list)  # key, columns
+    #: the full rows behind missing and extra, for matching across key ranges (engines may
+    #: order string keys differently, so a row can sit in another range on the other side)
+    missing_rows: pa.Table | None = None
+    extra_rows: pa.Table | None = None
     missing_count: int = 0
     extra_count: int = 0
     different_count: int = 0
@@ -66,11 +71,15 @@ def _same(left: Any, right: Any, canon: Canon) -> Any:
     both_null = pc.and_(pc.is_null(left), pc.is_null(right))
     if pa.types.is_floating(left.type) or pa.types.is_floating(right.type):
         a, b = pc.cast(left, pa.float64()), pc.cast(right, pa.float64())
-        scale = pc.max_element_wise(pc.abs(a), pc.abs(b), pc.scalar(1.0))
+        scale = pc.max_element_wise(pc.abs(a), pc.abs(b), pa.scalar(1.0))
         close = pc.less_equal(pc.abs(pc.subtract(a, b)), pc.multiply(scale, canon.float_tolerance))
         equal = pc.or_(pc.equal(a, b), close)
     else:
-        if left.type != right.type:
+        if pa.types.is_decimal(left.type) and pa.types.is_decimal(right.type):
+            # Compare by value at the wider scale: 1.25 equals 1.2500.
+            wide = pa.decimal128(38, max(left.type.scale, right.type.scale))
+            left, right = pc.cast(left, wide), pc.cast(right, wide)
+        elif left.type != right.type:
             try:
                 right = pc.cast(right, left.type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -87,13 +96,20 @@ def compare(
     columns = [c for c in expected.column_names if c in actual.column_names]
     expected = pa.table({c: _canonical(expected[c], canon) for c in columns})
     actual = pa.table({c: _canonical(actual[c], canon) for c in columns})
+    if _aligned(expected, actual, key):
+        # Same keys in the same order (both sides read in key order): compare in place.
+        diff.compared = expected.num_rows
+        _differences(expected, actual, key, columns, canon, max_keys, diff)
+        return diff
     want, have = key_strings(expected, key), key_strings(actual, key)
     absent = pc.invert(pc.is_in(want, value_set=have))
     surplus = pc.invert(pc.is_in(have, value_set=want))
     diff.missing_count = int(pc.sum(absent).as_py() or 0)
     diff.extra_count = int(pc.sum(surplus).as_py() or 0)
-    diff.missing = expected.filter(absent).select(key).slice(0, max_keys).to_pylist()
-    diff.extra = actual.filter(surplus).select(key).slice(0, max_keys).to_pylist()
+    diff.missing_rows = expected.filter(absent)
+    diff.extra_rows = actual.filter(surplus)
+    diff.missing = diff.missing_rows.select(key).slice(0, max_keys).to_pylist()
+    diff.extra = diff.extra_rows.select(key).slice(0, max_keys).to_pylist()
     left = expected.append_column("__k", want).filter(pc.invert(absent))
     right = actual.append_column("__k", have).filter(pc.invert(surplus))
     order_left = pc.sort_indices(left["__k"])
@@ -103,7 +119,36 @@ def compare(
     if left.num_rows != right.num_rows:  # duplicate keys on one side
         diff.different_count = abs(left.num_rows - right.num_rows)
         return diff
-    bad = pa.array([False] * left.num_rows)
+    _differences(left, right, key, columns, canon, max_keys, diff)
+    return diff
+
+
+def _aligned(expected: pa.Table, actual: pa.Table, key: list[str]) -> bool:
+    if expected.num_rows != actual.num_rows:
+        return False
+    for k in key:
+        left, right = expected[k], actual[k]
+        if left.type != right.type:
+            try:
+                right = pc.cast(right, left.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return False
+        if not pc.all(pc.fill_null(pc.equal(left, right), False)).as_py() and left.length():
+            return False
+    return True
+
+
+def _differences(
+    left: pa.Table,
+    right: pa.Table,
+    key: list[str],
+    columns: list[str],
+    canon: Canon,
+    max_keys: int,
+    diff: Diff,
+) -> None:
+    """Rows at the same positions whose non-key columns differ."""
+    bad = pa.array(np.zeros(left.num_rows, dtype=bool))
     per_column: dict[str, Any] = {}
     for column in columns:
         if column in key:
@@ -118,4 +163,3 @@ def compare(
         for row, found in zip(rows, keys, strict=True):
             names = [c for c, mask in per_column.items() if mask[row].as_py()]
             diff.different.append((found, names))
-    return diff
