@@ -99,7 +99,7 @@ def plan(
     out_of_order: Annotated[bool, typer.Option("--out-of-order")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Pending migrations with the SQL that would run. Changes nothing."""
+    """Pending migrations, the SQL that would run, and its risk. Changes nothing."""
     report = commands.plan(_project(), target, to=to, out_of_order=out_of_order or None)
     if as_json:
         render.emit_json(render.run_json(report))
@@ -121,8 +121,11 @@ def lint(
     ] = "high",
     as_json: JsonOpt = False,
 ) -> None:
-    """Lint pending migrations: data-loss, downtime, rollback and performance risks, rated by
-    the target's table sizes, with the safer rewrite. Silence with `-- ferry:allow RULE`."""
+    """Rate pending migrations' risks and suggest safer rewrites.
+
+    Data-loss, downtime, rollback and performance risks, rated by the target's table sizes.
+    Silence a finding with `-- ferry:allow RULE`.
+    """
     report = commands.lint(_project(), target, everything=everything)
     if as_json:
         render.emit_json(render.lint_json(report))
@@ -386,9 +389,11 @@ def verify(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Prove a copy: row counts and a row-by-row comparison of the source as the job
-    transforms it with the target, by key; constraint checks on the target. Exit 9 on
-    any difference."""
+    """Prove a copy row by row; exit 9 on any difference.
+
+    Row counts and a comparison, by key, of the source as the job transforms it with the
+    target; then constraint checks on the target.
+    """
     spec = load_job(job)
     project = _project() if state.config is not None else None
     report = verify_job(
@@ -499,7 +504,7 @@ def runs(
 def quickstart(
     folder: Annotated[Path, typer.Argument(help="demo folder")] = Path("quickstart-demo"),
 ) -> None:
-    """Build the legacy camera-counting database on SQLite and migrate a new one."""
+    """Camera-counting demo on SQLite: migrate, copy the legacy data, prove it."""
     result = run_quickstart(folder)
     legacy = result.legacy
     out.print(
