@@ -717,12 +717,14 @@ def copy_data(
     report = CopyReport(spec.name or spec_path.stem, run_id, source.safe_url, target.safe_url)
     recorded = False
     try:
-        with target.connect() as conn:
-            start_run(conn, run_id, "data", report.job)
-        recorded = True
         plans = plan_tables(spec, source.engine, target.engine, file=spec_path)
         job = _Job(spec, source, target, spec_path, run_id, on_progress)
         job.check_filters(plans)
+        # A spec that does not fit the databases fails above, before anything is written;
+        # from here on the run has a record.
+        with target.connect() as conn:
+            start_run(conn, run_id, "data", report.job)
+        recorded = True
 
         # Capture starts before the first row is read, so no change slips between copy
         # and sync; replaying a change the copy already saw is harmless.
