@@ -19,6 +19,7 @@ from ferry.db.doctor import doctor as run_doctor
 from ferry.db.target import open_target
 from ferry.errors import FerryError
 from ferry.quickstart.demo import run_quickstart
+from ferry.rollback import create_backup, list_backups, restore_backup
 from ferry.runs import read_runs
 from ferry.schema import branching, commands
 from ferry.schema.execute import StepResult
@@ -498,6 +499,78 @@ def runs(
             (r.error or "").splitlines()[0][:80] if r.error else "",
         )
     out.print(table)
+
+
+def _backup_root(project: Project) -> Path:
+    return project.root / project.config.backups.location
+
+
+@app.command()
+def backup(
+    target: TargetOpt = None,
+    tables: Annotated[
+        str | None, typer.Option(help="comma-separated tables (default: all)")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Back up a target's tables, with a manifest of row counts and checksums."""
+    project = _project()
+    opened = open_target(project, target)
+    try:
+        made = create_backup(
+            opened,
+            _backup_root(project),
+            tables=[t.strip() for t in tables.split(",")] if tables else None,
+        )
+    finally:
+        opened.dispose()
+    if as_json:
+        render.emit_json(made.manifest())
+    else:
+        out.print(
+            f"backup [bold]{made.id}[/] of {len(made.tables)} tables with {made.tool} "
+            f"in {made.folder}"
+        )
+
+
+@app.command()
+def backups(as_json: JsonOpt = False) -> None:
+    """Backups under the project's backup location, newest first."""
+    found = list_backups(_backup_root(_project()))
+    if as_json:
+        render.emit_json([b.manifest() for b in found])
+        return
+    from rich.table import Table
+
+    table = Table("id", "created", "database", "tables", "rows", "tool")
+    for b in found:
+        table.add_row(
+            b.id,
+            b.created_at,
+            f"{b.dialect} {b.database}",
+            str(len(b.tables)),
+            f"{sum(t['rows'] for t in b.tables.values()):,}",
+            b.tool,
+        )
+    out.print(table)
+
+
+@app.command()
+def restore(
+    backup_id: Annotated[str, typer.Argument(help="id from `ferry backups`")],
+    target: TargetOpt = None,
+) -> None:
+    """Restore a backup into the database it came from, then prove it by its checksums."""
+    project = _project()
+    opened = open_target(project, target)
+    try:
+        proof = restore_backup(opened, _backup_root(project), backup_id)
+    finally:
+        opened.dispose()
+    out.print(
+        f"[green]restored {backup_id}[/]: {len(proof['tables'])} tables match the "
+        "manifest's row counts and checksums"
+    )
 
 
 @app.command()

@@ -73,10 +73,17 @@ class MigrationSettings(_Model):
         return value
 
 
+class BackupSettings(_Model):
+    """Where backups go (relative to the project folder)."""
+
+    location: str = "backups"
+
+
 class ProjectConfig(_Model):
     """The whole `ferry.toml`."""
 
     migrations: MigrationSettings = MigrationSettings()
+    backups: BackupSettings = BackupSettings()
     placeholders: dict[str, str] = {}
     default_target: str | None = None
     targets: dict[str, TargetConfig] = {}

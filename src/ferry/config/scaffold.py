@@ -22,6 +22,9 @@ placeholder_replacement = true    # ${{name}} in SQL comes from [placeholders]
 [placeholders]
 # app_user = "camera_app"
 
+[backups]
+location = "backups"              # ferry backup writes dumps and manifests here
+
 [targets.dev]
 url = "{url}"
 # pool = {{ min = 1, max = 5, acquire_timeout = 30, idle_timeout = 300 }}

@@ -1,0 +1,338 @@
+"""Backups of a target's tables, and a restore that proves itself.
+
+A backup is a folder under the project's backup location holding the dump and a manifest:
+the database it came from, the tables with their row counts and content checksums, the
+tool and its version. PostgreSQL uses pg_dump/pg_restore, MariaDB mariadb-dump/mariadb,
+SQLite its online backup API. A restore refuses a backup of another database, and after
+restoring recomputes every checksum and compares it with the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import sqlite3
+import subprocess
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import connectorx as cx
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+from sqlalchemy import MetaData, Table, inspect, select
+
+from ferry.data.extract import render
+from ferry.data.tables import FERRY_TABLES
+from ferry.db.sqlite import database_path
+from ferry.db.target import Target
+from ferry.errors import FerryError
+
+MANIFEST = "manifest.json"
+
+
+class BackupError(FerryError):
+    """A backup or restore could not be made, or did not prove itself."""
+
+    exit_code = 10
+
+
+@dataclass
+class Backup:
+    id: str
+    created_at: str
+    target: str
+    dialect: str
+    database: str
+    tables: dict[str, dict[str, Any]]  # name -> {"rows": n, "checksum": hex}
+    tool: str
+    tool_version: str
+    file: str
+    run_id: str | None = None
+    folder: Path = field(default=Path(), repr=False)
+
+    def manifest(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("folder")
+        return data
+
+
+def _location(root: Path) -> Path:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".ferry-write-test-{uuid.uuid4().hex[:6]}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise BackupError(
+            f"the backup location {root} cannot be written: {error.strerror or error}",
+            hint="fix `backups.location` in ferry.toml or the folder's permissions",
+        ) from error
+    return root
+
+
+def _tool(name: str) -> tuple[str, str]:
+    path = shutil.which(name)
+    if path is None:
+        raise BackupError(
+            f"`{name}` is not installed",
+            hint=f"install it (Debian: the package that provides {name})",
+        )
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    return path, (out.stdout or out.stderr).strip().splitlines()[0]
+
+
+def table_checksums(target: Target, tables: list[str]) -> dict[str, dict[str, Any]]:
+    """Row count and a content checksum per table: rows in key order, as CSV, hashed."""
+    found: dict[str, dict[str, Any]] = {}
+    meta = MetaData()
+    url = target.adapter.connectorx_url(target.url)
+    for name in tables:
+        with target.connect() as conn:
+            table = Table(name, meta, autoload_with=conn)
+        order = list(table.primary_key.columns) or list(table.columns)
+        query = select(*table.columns).order_by(*order)
+        digest = hashlib.sha256()
+        rows = 0
+        if url is not None:
+            reader = cx.read_sql(
+                url, render(target, query), return_type="arrow_stream", batch_size=100_000
+            )
+            batches: Any = reader
+        else:
+            with target.connect() as conn:
+                result = conn.execute(query)
+                names = list(result.keys())
+                data = result.fetchall()
+            batches = (
+                [pa.RecordBatch.from_pydict({n: [r[i] for r in data] for i, n in enumerate(names)})]
+                if data
+                else []
+            )
+        for batch in batches:
+            rows += batch.num_rows
+            digest.update(_csv(pa.Table.from_batches([batch])))
+        found[name] = {"rows": rows, "checksum": digest.hexdigest()}
+    return found
+
+
+def _csv(table: pa.Table) -> bytes:
+    columns = {}
+    for field_ in table.schema:
+        values = table[field_.name]
+        if pa.types.is_binary(field_.type) or pa.types.is_large_binary(field_.type):
+            values = pa.array([None if v is None else v.hex() for v in values.to_pylist()])
+        elif not pa.types.is_string(field_.type):
+            values = pc.cast(values, pa.string())
+        columns[field_.name] = values
+    buffer = io.BytesIO()
+    pcsv.write_csv(pa.table(columns), buffer, pcsv.WriteOptions(include_header=False))
+    return buffer.getvalue()
+
+
+def _user_tables(target: Target, tables: list[str] | None) -> list[str]:
+    names = [n for n in inspect(target.engine).get_table_names() if n not in FERRY_TABLES]
+    if tables is None:
+        return names
+    unknown = sorted(set(tables) - set(names))
+    if unknown:
+        raise BackupError(f"target `{target.name}` has no table {', '.join(unknown)}")
+    return tables
+
+
+def create_backup(
+    target: Target, root: Path, *, tables: list[str] | None = None, run_id: str | None = None
+) -> Backup:
+    """Back up `tables` (default: every table but Ferry's own) of a target.
+
+    Raises:
+        BackupError: the location is not writable, a tool is missing or fails.
+    """
+    location = _location(root)
+    names = _user_tables(target, tables)
+    backup_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    folder = location / backup_id
+    folder.mkdir()
+    database = str(target.url.database or "")
+    try:
+        tool, version, file = _dump(target, folder, names)
+        backup = Backup(
+            backup_id,
+            datetime.now(UTC).isoformat(timespec="seconds"),
+            target.safe_url,
+            target.adapter.name,
+            database,
+            table_checksums(target, names),
+            tool,
+            version,
+            file,
+            run_id,
+            folder,
+        )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    (folder / MANIFEST).write_text(json.dumps(backup.manifest(), indent=2))
+    return backup
+
+
+def _dump(target: Target, folder: Path, tables: list[str]) -> tuple[str, str, str]:
+    url = target.url
+    name = target.adapter.name
+    if name == "sqlite":
+        path = database_path(url)
+        if path is None:
+            raise BackupError("an in-memory SQLite database cannot be backed up")
+        with sqlite3.connect(path) as source, sqlite3.connect(folder / "backup.db") as copy:
+            source.backup(copy)
+        return "sqlite3-backup-api", sqlite3.sqlite_version, "backup.db"
+    if name == "postgresql":
+        tool, version = _tool("pg_dump")
+        args = [tool, "-Fc", "-f", str(folder / "dump.pgc"), *_pg_conn(target)]
+        for table in tables:
+            args += ["-t", table]
+        _run(args, _pg_env(target), "pg_dump")
+        return "pg_dump", version, "dump.pgc"
+    tool, version = _tool("mariadb-dump")
+    with (folder / "dump.sql").open("wb") as out:
+        _run(
+            [
+                tool,
+                "--single-transaction",
+                "--skip-lock-tables",
+                *_my_conn(target),
+                str(url.database),
+                *tables,
+            ],
+            _my_env(target),
+            "mariadb-dump",
+            stdout=out,
+        )
+    return "mariadb-dump", version, "dump.sql"
+
+
+def _pg_conn(target: Target) -> list[str]:
+    url = target.url
+    return [
+        "-h",
+        url.host or "127.0.0.1",
+        "-p",
+        str(url.port or 5432),
+        "-U",
+        url.username or "postgres",
+        "-d",
+        str(url.database),
+    ]
+
+
+def _pg_env(target: Target) -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    if target.url.password:
+        env["PGPASSWORD"] = str(target.url.password)  # never on the command line
+    return env
+
+
+def _my_conn(target: Target) -> list[str]:
+    url = target.url
+    return [
+        "-h",
+        url.host or "127.0.0.1",
+        "-P",
+        str(url.port or 3306),
+        "-u",
+        url.username or "root",
+    ]
+
+
+def _my_env(target: Target) -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    if target.url.password:
+        env["MYSQL_PWD"] = str(target.url.password)  # never on the command line
+    return env
+
+
+def _run(args: list[str], env: dict[str, str], what: str, **kwargs: Any) -> None:
+    result = subprocess.run(args, env=env, stderr=subprocess.PIPE, check=False, **kwargs)
+    if result.returncode != 0:
+        message = result.stderr.decode(errors="replace").strip().splitlines()
+        raise BackupError(f"{what} failed: {message[-1] if message else result.returncode}")
+
+
+def list_backups(root: Path) -> list[Backup]:
+    """Backups under the location, newest first."""
+    found: list[Backup] = []
+    if not root.is_dir():
+        return found
+    for manifest in sorted(root.glob(f"*/{MANIFEST}"), reverse=True):
+        data = json.loads(manifest.read_text())
+        found.append(Backup(**data, folder=manifest.parent))
+    return found
+
+
+def restore_backup(target: Target, root: Path, backup_id: str) -> dict[str, Any]:
+    """Put a backup's tables back and prove it: every table's rows and checksum must equal
+    the manifest's.
+
+    Raises:
+        BackupError: no such backup, a backup of another database, a failing tool, or a
+            restored table that does not match its manifest.
+    """
+    matches = [b for b in list_backups(root) if b.id == backup_id]
+    if not matches:
+        raise BackupError(
+            f"there is no backup {backup_id} in {root}", hint="`ferry backups` lists them"
+        )
+    backup = matches[0]
+    if (backup.dialect, backup.database) != (target.adapter.name, str(target.url.database or "")):
+        raise BackupError(
+            f"backup {backup_id} is of {backup.dialect} database `{backup.database}`, "
+            f"not of target `{target.name}` ({target.safe_url})",
+            hint="restore it into the database it came from",
+        )
+    tables = list(backup.tables)
+    target.dispose()  # no pooled connection may hold the tables being replaced
+    if backup.dialect == "sqlite":
+        path = database_path(target.url)
+        assert path is not None
+        with sqlite3.connect(backup.folder / backup.file) as source, sqlite3.connect(path) as live:
+            source.backup(live)
+    elif backup.dialect == "postgresql":
+        tool, _ = _tool("pg_restore")
+        _run(
+            [
+                tool,
+                "--clean",
+                "--if-exists",
+                "--single-transaction",
+                *_pg_conn(target),
+                str(backup.folder / backup.file),
+            ],
+            _pg_env(target),
+            "pg_restore",
+        )
+    else:
+        tool, _ = _tool("mariadb")
+        with (backup.folder / backup.file).open("rb") as dump:
+            _run(
+                [tool, *_my_conn(target), str(target.url.database)],
+                _my_env(target),
+                "mariadb",
+                stdin=dump,
+            )
+    now = table_checksums(target, tables)
+    wrong = [t for t in tables if now.get(t) != backup.tables[t]]
+    if wrong:
+        raise BackupError(
+            f"restore of {backup_id} does not match its manifest for {', '.join(wrong)}",
+            hint="the backup files may be damaged; do not rely on this backup",
+        )
+    return {"backup": backup_id, "tables": now}
