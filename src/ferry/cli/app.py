@@ -20,6 +20,7 @@ from ferry.db.target import open_target
 from ferry.errors import FerryError
 from ferry.quickstart.demo import run_quickstart
 from ferry.rollback import create_backup, list_backups, restore_backup
+from ferry.rollback.safe import safe_apply
 from ferry.runs import read_runs
 from ferry.schema import branching, commands
 from ferry.schema.execute import StepResult
@@ -154,18 +155,38 @@ def apply(
             "--out-of-order", help="also run pending versions older than the latest applied"
         ),
     ] = False,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="normal | dry_run (print the SQL) | safe (back up first, restore on failure)"
+        ),
+    ] = "normal",
     as_json: JsonOpt = False,
 ) -> None:
     """Apply pending migrations, then changed repeatable ones."""
     project = _project()
-    report = commands.apply(
-        project,
-        target,
-        to=to,
-        dry_run=dry_run,
-        out_of_order=out_of_order or None,
-        on_result=None if as_json else _progress,
-    )
+    if mode not in ("normal", "dry_run", "safe"):
+        raise typer.BadParameter("use normal, dry_run or safe", param_hint="--mode")
+    dry_run = dry_run or mode == "dry_run"
+    progress = None if as_json else _progress
+    if mode == "safe" and not dry_run:
+        report = safe_apply(
+            project,
+            target,
+            backup_root=_backup_root(project),
+            to=to,
+            out_of_order=out_of_order or None,
+            on_result=progress,
+        )
+    else:
+        report = commands.apply(
+            project,
+            target,
+            to=to,
+            dry_run=dry_run,
+            out_of_order=out_of_order or None,
+            on_result=progress,
+        )
     if as_json:
         render.emit_json(render.run_json(report))
     elif dry_run:

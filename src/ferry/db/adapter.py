@@ -74,6 +74,8 @@ class Adapter:
     relaxed_flush_sql: ClassVar[tuple[str, str] | None] = None
     #: A table Ferry creates for a bulk copy gets its primary key after the data.
     defer_primary_key: ClassVar[bool] = False
+    #: Statements around drops that foreign keys must not stop (off, on).
+    unchecked_drops: ClassVar[tuple[str, str] | None] = None
     #: ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY works (so keys can follow the data).
     can_add_foreign_keys: ClassVar[bool] = True
     #: Command-line tools Ferry can use with this database (backups, restores).
@@ -210,6 +212,10 @@ class Adapter:
 
     def drop_delta_support(self, conn: Connection) -> None:
         """Remove shared helpers of the capture triggers (PostgreSQL's trigger function)."""
+
+    def drop_sql(self, kind: str, name: str) -> str:
+        """DROP of a table or view that nothing else may keep alive (safe-mode restore)."""
+        return f'DROP {kind} IF EXISTS "{name}"'
 
     def estimated_rows(self, conn: Connection, table: str) -> int | None:
         """The database's own row estimate for a table (statistics, no scan), if it keeps

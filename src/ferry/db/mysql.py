@@ -31,6 +31,8 @@ class MySQLAdapter(Adapter):
     # that ran before it. Ferry records them one by one so it can resume or undo exactly.
     transactional_ddl = False
     split_dialect = "mysql"
+    # Foreign keys between tables being dropped must not stop the drops.
+    unchecked_drops = ("SET FOREIGN_KEY_CHECKS = 0", "SET FOREIGN_KEY_CHECKS = 1")
     _local_infile = True
     external_tools = ("mariadb-dump", "mysqldump", "mariadb")
 
@@ -298,6 +300,9 @@ class MySQLAdapter(Adapter):
     def drop_delta_triggers(self, conn: Connection, table: str) -> None:
         for suffix in "iud":
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS `{f'ferry_delta_{table}_{suffix}'[:64]}`")
+
+    def drop_sql(self, kind: str, name: str) -> str:
+        return f"DROP {kind} IF EXISTS `{name}`"
 
     def estimated_rows(self, conn: Connection, table: str) -> int | None:
         found = conn.execute(

@@ -244,6 +244,9 @@ class PostgresAdapter(Adapter):
     def drop_delta_support(self, conn: Connection) -> None:
         conn.exec_driver_sql("DROP FUNCTION IF EXISTS ferry_delta_capture()")
 
+    def drop_sql(self, kind: str, name: str) -> str:
+        return f'DROP {kind} IF EXISTS "{name}" CASCADE'
+
     def estimated_rows(self, conn: Connection, table: str) -> int | None:
         found = conn.execute(
             text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:t)"),

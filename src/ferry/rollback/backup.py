@@ -54,6 +54,10 @@ class Backup:
     tool_version: str
     file: str
     run_id: str | None = None
+    #: every table and view of the database when the backup was made (an exact restore
+    #: drops what came after)
+    all_tables: list[str] = field(default_factory=list)
+    all_views: list[str] = field(default_factory=list)
     folder: Path = field(default=Path(), repr=False)
 
     def manifest(self) -> dict[str, Any]:
@@ -135,8 +139,12 @@ def _csv(table: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
-def _user_tables(target: Target, tables: list[str] | None) -> list[str]:
-    names = [n for n in inspect(target.engine).get_table_names() if n not in FERRY_TABLES]
+def _user_tables(target: Target, tables: list[str] | None, include_ferry: bool) -> list[str]:
+    names = [
+        n
+        for n in inspect(target.engine).get_table_names()
+        if include_ferry or n not in FERRY_TABLES
+    ]
     if tables is None:
         return names
     unknown = sorted(set(tables) - set(names))
@@ -146,15 +154,22 @@ def _user_tables(target: Target, tables: list[str] | None) -> list[str]:
 
 
 def create_backup(
-    target: Target, root: Path, *, tables: list[str] | None = None, run_id: str | None = None
+    target: Target,
+    root: Path,
+    *,
+    tables: list[str] | None = None,
+    run_id: str | None = None,
+    include_ferry: bool = False,
 ) -> Backup:
-    """Back up `tables` (default: every table but Ferry's own) of a target.
+    """Back up `tables` (default: every table; Ferry's own only with `include_ferry`).
 
     Raises:
         BackupError: the location is not writable, a tool is missing or fails.
     """
     location = _location(root)
-    names = _user_tables(target, tables)
+    names = _user_tables(target, tables, include_ferry)
+    inspector = inspect(target.engine)
+    everything, views = inspector.get_table_names(), inspector.get_view_names()
     backup_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     folder = location / backup_id
     folder.mkdir()
@@ -172,6 +187,8 @@ def create_backup(
             version,
             file,
             run_id,
+            everything,
+            views,
             folder,
         )
     except BaseException:
@@ -267,6 +284,27 @@ def _run(args: list[str], env: dict[str, str], what: str, **kwargs: Any) -> None
         raise BackupError(f"{what} failed: {message[-1] if message else result.returncode}")
 
 
+def _drop_newer(target: Target, backup: Backup) -> None:
+    inspector = inspect(target.engine)
+    views = [v for v in inspector.get_view_names() if v not in backup.all_views]
+    tables = [t for t in inspector.get_table_names() if t not in backup.all_tables]
+    if not views and not tables:
+        return
+    unchecked = target.adapter.unchecked_drops
+    with target.connect() as conn:
+        if unchecked:
+            conn.exec_driver_sql(unchecked[0])
+            conn.commit()
+        for view in views:
+            conn.exec_driver_sql(target.adapter.drop_sql("VIEW", view))
+        for table in tables:
+            conn.exec_driver_sql(target.adapter.drop_sql("TABLE", table))
+        conn.commit()
+        if unchecked:
+            conn.exec_driver_sql(unchecked[1])
+            conn.commit()
+
+
 def list_backups(root: Path) -> list[Backup]:
     """Backups under the location, newest first."""
     found: list[Backup] = []
@@ -278,9 +316,12 @@ def list_backups(root: Path) -> list[Backup]:
     return found
 
 
-def restore_backup(target: Target, root: Path, backup_id: str) -> dict[str, Any]:
+def restore_backup(
+    target: Target, root: Path, backup_id: str, *, exact: bool = False
+) -> dict[str, Any]:
     """Put a backup's tables back and prove it: every table's rows and checksum must equal
-    the manifest's.
+    the manifest's. `exact` also drops tables and views made after the backup, so the
+    database is as it was (safe mode).
 
     Raises:
         BackupError: no such backup, a backup of another database, a failing tool, or a
@@ -328,6 +369,8 @@ def restore_backup(target: Target, root: Path, backup_id: str) -> dict[str, Any]
                 "mariadb",
                 stdin=dump,
             )
+    if exact:
+        _drop_newer(target, backup)
     now = table_checksums(target, tables)
     wrong = [t for t in tables if now.get(t) != backup.tables[t]]
     if wrong:

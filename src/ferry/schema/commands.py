@@ -87,6 +87,16 @@ def locked(session: Session) -> Iterator[None]:
 # --- plan / apply / undo ---
 
 
+class RunGuard:
+    """Hooks around a run, inside its lock (safe mode: back up before, restore on failure)."""
+
+    def before(self, target: Target, run_id: str) -> None:
+        """Called once the lock is held and there is something to apply."""
+
+    def on_failure(self, target: Target, error: BaseException) -> None:
+        """Called when the run failed, before the error propagates."""
+
+
 @dataclass
 class PlannedScript:
     step: Step
@@ -208,8 +218,12 @@ def apply(
     dry_run: bool = False,
     out_of_order: bool | None = None,
     on_result: Callable[[StepResult], None] | None = None,
+    guard: RunGuard | None = None,
 ) -> RunReport:
     """Apply pending migrations (then changed repeatables) under the migration lock.
+
+    `guard` (safe mode) runs inside the lock: `before` when there is something to apply,
+    `on_failure` when the run fails, before the error propagates.
 
     Raises:
         MigrationFailed: a statement failed; the report of earlier steps is on the history.
@@ -226,7 +240,14 @@ def apply(
             state = session.read_state()
             steps = _apply_steps(session, state, to, out_of_order)
             report = RunReport(session.target.name, session.target.safe_url, run_id, False)
-            _execute(session, state, steps, run_id, report, on_result)
+            if guard is not None and steps:
+                guard.before(session.target, run_id)
+            try:
+                _execute(session, state, steps, run_id, report, on_result)
+            except BaseException as error:
+                if guard is not None and steps:
+                    guard.on_failure(session.target, error)
+                raise
             return report
 
 

@@ -1,0 +1,83 @@
+"""Safe mode for `ferry apply`: back up, apply, and on any failure restore the backup and
+prove the database is as it was (checksums of every table against the manifest, tables and
+views the run made dropped) — all inside the run's migration lock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ferry.config.project import Project
+from ferry.db.target import Target
+from ferry.errors import FerryError
+from ferry.rollback.backup import Backup, create_backup, restore_backup
+from ferry.schema import commands
+from ferry.schema.commands import RunGuard, RunReport
+from ferry.schema.execute import StepResult
+
+
+class RolledBack(FerryError):
+    """A safe-mode run failed and the database was restored to its state before the run."""
+
+    exit_code = 11
+
+
+@dataclass
+class _BackupGuard(RunGuard):
+    root: Path
+    backup: Backup | None = None
+    restored: bool = False
+    restore_error: str | None = None
+
+    def before(self, target: Target, run_id: str) -> None:
+        # Ferry's own tables too: the history must go back with the schema.
+        self.backup = create_backup(target, self.root, run_id=run_id, include_ferry=True)
+
+    def on_failure(self, target: Target, error: BaseException) -> None:
+        if self.backup is None:
+            return
+        try:
+            restore_backup(target, self.root, self.backup.id, exact=True)
+            self.restored = True
+        except FerryError as failure:
+            self.restore_error = str(failure)
+
+
+def safe_apply(
+    project: Project,
+    target: str | None,
+    *,
+    backup_root: Path,
+    to: str | None = None,
+    out_of_order: bool | None = None,
+    on_result: Callable[[StepResult], None] | None = None,
+) -> RunReport:
+    """Apply in safe mode.
+
+    Raises:
+        RolledBack: the run failed; the database was restored and proven equal to before.
+        FerryError: the run failed and the restore did too (both reasons in the message),
+            or the backup could not be made (nothing was applied).
+    """
+    guard = _BackupGuard(backup_root)
+    try:
+        return commands.apply(
+            project, target, to=to, out_of_order=out_of_order, on_result=on_result, guard=guard
+        )
+    except FerryError as error:
+        if guard.restored and guard.backup is not None:
+            raise RolledBack(
+                f"{error.message}\n  safe mode: the database was restored from backup "
+                f"{guard.backup.id}; its {len(guard.backup.tables)} tables match their "
+                "checksums and what the run created is gone",
+                hint="the whole run was undone: fix the file and run "
+                "`ferry apply --mode safe` again",
+            ) from error
+        if guard.restore_error is not None and guard.backup is not None:
+            raise FerryError(
+                f"{error.message}\n  safe mode could not restore backup {guard.backup.id}: "
+                f"{guard.restore_error}",
+                hint=f"restore it by hand with `ferry restore {guard.backup.id}`",
+            ) from error
+        raise

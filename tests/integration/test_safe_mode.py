@@ -1,0 +1,72 @@
+"""Safe mode: a run failing halfway leaves the database exactly as it was, on every
+dialect (on MariaDB the statements that ran before the failure are undone too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from ferry.rollback.safe import RolledBack, safe_apply
+from ferry.schema import commands
+from tests.conftest import ProjectMaker, engine_for
+
+pytestmark = pytest.mark.integration
+
+
+def _snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
+    engine = engine_for(url)
+    try:
+        names = sorted(inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            return {
+                name: sorted(
+                    (
+                        tuple(str(v) for v in row)
+                        for row in conn.execute(text(f"SELECT * FROM {name}"))
+                    ),
+                )
+                for name in names
+            }
+    finally:
+        engine.dispose()
+
+
+def test_failure_in_safe_mode_restores_the_database(maker: ProjectMaker, tmp_path: Path) -> None:
+    maker.write(
+        "V1__cameras.sql",
+        "CREATE TABLE cameras (id INTEGER PRIMARY KEY, name VARCHAR(20));\n"
+        "INSERT INTO cameras VALUES (1, 'north');\n",
+    )
+    project = maker.project()
+    commands.apply(project)
+    before = _snapshot(maker.url)
+
+    maker.write(
+        "V2__counts.sql",
+        "CREATE TABLE counts (id INTEGER PRIMARY KEY, n INTEGER);\n"
+        "INSERT INTO cameras VALUES (2, 'south');\n",
+    )
+    maker.write(
+        "V3__broken.sql",
+        "CREATE TABLE extra (id INTEGER PRIMARY KEY);\n"
+        "INSERT INTO cameras VALUES (3, 'east');\n"
+        "INSERT INTO no_such_table VALUES (1);\n",
+    )
+    backups = tmp_path / "backups"
+    with pytest.raises(RolledBack, match=r"(?s)V3__broken\.sql:3.*restored from backup"):
+        safe_apply(project, None, backup_root=backups)
+    assert _snapshot(maker.url) == before
+    assert [line.state for line in commands.status(project).lines] == [
+        "applied",
+        "pending",
+        "pending",
+    ]
+
+    maker.write("V3__broken.sql", "CREATE TABLE extra (id INTEGER PRIMARY KEY);\n")
+    report = safe_apply(project, None, backup_root=backups)
+    assert [str(r.step.script.version) for r in report.results] == ["2", "3"]
+    after = _snapshot(maker.url)
+    assert {"counts", "extra"} <= set(after)
+    assert len(after["cameras"]) == 2
