@@ -23,6 +23,7 @@ from ferry.rollback import create_backup, list_backups, restore_backup
 from ferry.rollback.safe import safe_apply
 from ferry.runs import read_runs
 from ferry.schema import branching, commands
+from ferry.schema.drift import drift as run_drift
 from ferry.schema.execute import StepResult
 from ferry.validate.compare import Canon
 from ferry.validate.data import verify_job
@@ -277,6 +278,32 @@ def validate(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
             out.print(f"[red]{problem.kind}[/] {problem.detail}", highlight=False)
     if problems:
         raise typer.Exit(5)
+
+
+@app.command()
+def drift(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
+    """Schema changed outside Ferry? Exit 12 when the live schema differs from a replay."""
+    report = run_drift(_project(), target)
+    if as_json:
+        render.emit_json(
+            {
+                "target": report.target,
+                "drifted": report.drifted,
+                "differences": report.differences,
+                "warnings": report.warnings,
+            }
+        )
+    else:
+        if report.drifted:
+            out.print(f"[red]{report.target}: the schema drifted[/]")
+            for line in report.differences:
+                out.print(f"  [red]x[/] {line}", highlight=False)
+        else:
+            out.print(f"[green]{report.target}: the schema matches the applied migrations[/]")
+        for line in report.warnings:
+            out.print(f"  [yellow]![/] {line}", highlight=False)
+    if report.drifted:
+        raise typer.Exit(12)
 
 
 @app.command()
