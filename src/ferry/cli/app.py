@@ -27,6 +27,7 @@ from ferry.schema.drift import drift as run_drift
 from ferry.schema.execute import StepResult
 from ferry.validate.compare import Canon
 from ferry.validate.data import verify_job
+from ferry.validate.queries import check_queries
 
 app = typer.Typer(
     name="ferry",
@@ -304,6 +305,25 @@ def drift(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
             out.print(f"  [yellow]![/] {line}", highlight=False)
     if report.drifted:
         raise typer.Exit(12)
+
+
+@app.command()
+def check(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
+    """Run the application queries and time the performance queries of ferry.toml."""
+    project = _project()
+    opened = open_target(project, target)
+    try:
+        report = check_queries(opened, project.config.checks)
+    finally:
+        opened.dispose()
+    if as_json:
+        render.emit_json(report.as_dict())
+    else:
+        render.print_validation(report)
+        for name, timing in report.category("performance").details.items():
+            out.print(f"  {name}: median {timing['median_ms']} ms", highlight=False)
+    if report.status != "passed":
+        raise typer.Exit(9)
 
 
 @app.command()

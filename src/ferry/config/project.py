@@ -73,6 +73,24 @@ class MigrationSettings(_Model):
         return value
 
 
+class QueryCheck(_Model):
+    """A query the application runs, with its bound parameters."""
+
+    name: str
+    sql: str
+    params: dict[str, Any] = {}
+
+
+class ChecksSettings(_Model):
+    """Representative queries timed before and after a safe run, and smoke queries that
+    must keep working."""
+
+    performance: list[QueryCheck] = []
+    application: list[QueryCheck] = []
+    runs: int = Field(default=5, ge=1, le=100, description="timed runs; the median counts")
+    slowdown: float = Field(default=0.5, gt=0, description="0.5: 50% slower fails")
+
+
 class BackupSettings(_Model):
     """Where backups go (relative to the project folder)."""
 
@@ -84,6 +102,7 @@ class ProjectConfig(_Model):
 
     migrations: MigrationSettings = MigrationSettings()
     backups: BackupSettings = BackupSettings()
+    checks: ChecksSettings = ChecksSettings()
     placeholders: dict[str, str] = {}
     default_target: str | None = None
     targets: dict[str, TargetConfig] = {}

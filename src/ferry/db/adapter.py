@@ -74,6 +74,8 @@ class Adapter:
     relaxed_flush_sql: ClassVar[tuple[str, str] | None] = None
     #: A table Ferry creates for a bulk copy gets its primary key after the data.
     defer_primary_key: ClassVar[bool] = False
+    #: What turns a query into its plan.
+    explain_prefix: ClassVar[str] = "EXPLAIN"
     #: Statements around drops that foreign keys must not stop (off, on).
     unchecked_drops: ClassVar[tuple[str, str] | None] = None
     #: ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY works (so keys can follow the data).

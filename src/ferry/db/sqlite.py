@@ -99,6 +99,7 @@ class SQLiteAdapter(Adapter):
     split_dialect = "sqlite"
     # SQLite has no ALTER TABLE ... ADD CONSTRAINT: foreign keys live in CREATE TABLE.
     can_add_foreign_keys = False
+    explain_prefix = "EXPLAIN QUERY PLAN"
     unchecked_drops = ("PRAGMA foreign_keys = OFF", "PRAGMA foreign_keys = ON")
     external_tools = ("sqlite3",)
 

@@ -8,13 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ferry.config.project import Project
+from ferry.config.project import ChecksSettings, Project
 from ferry.db.target import Target
 from ferry.errors import FerryError
 from ferry.rollback.backup import Backup, create_backup, restore_backup
 from ferry.schema import commands
 from ferry.schema.commands import RunGuard, RunReport
 from ferry.schema.execute import StepResult
+from ferry.validate.queries import Timing, compare_timings, run_smoke, time_queries
+from ferry.validate.report import ValidationReport
 
 
 class RolledBack(FerryError):
@@ -23,16 +25,43 @@ class RolledBack(FerryError):
     exit_code = 11
 
 
+class ChecksFailed(FerryError):
+    """The run went through, but the application or performance checks failed after it."""
+
+    exit_code = 11
+
+
 @dataclass
 class _BackupGuard(RunGuard):
     root: Path
+    checks: ChecksSettings
     backup: Backup | None = None
     restored: bool = False
     restore_error: str | None = None
+    timings: dict[str, Timing] | None = None
+    report: ValidationReport | None = None
 
     def before(self, target: Target, run_id: str) -> None:
         # Ferry's own tables too: the history must go back with the schema.
         self.backup = create_backup(target, self.root, run_id=run_id, include_ferry=True)
+        self.timings = time_queries(target, self.checks)
+
+    def after(self, target: Target) -> None:
+        report = ValidationReport()
+        run_smoke(target, self.checks.application, report.category("application"))
+        compare_timings(
+            self.timings or {},
+            time_queries(target, self.checks),
+            self.checks.slowdown,
+            report.category("performance"),
+        )
+        self.report = report
+        if report.status != "passed":
+            errors = [e for c in report.categories.values() for e in c.errors]
+            raise ChecksFailed(
+                "checks failed after the run: " + "; ".join(errors),
+                hint="make the migration keep these queries working and fast",
+            )
 
     def on_failure(self, target: Target, error: BaseException) -> None:
         if self.backup is None:
@@ -60,7 +89,7 @@ def safe_apply(
         FerryError: the run failed and the restore did too (both reasons in the message),
             or the backup could not be made (nothing was applied).
     """
-    guard = _BackupGuard(backup_root)
+    guard = _BackupGuard(backup_root, project.config.checks)
     try:
         return commands.apply(
             project, target, to=to, out_of_order=out_of_order, on_result=on_result, guard=guard

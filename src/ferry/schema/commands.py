@@ -93,6 +93,9 @@ class RunGuard:
     def before(self, target: Target, run_id: str) -> None:
         """Called once the lock is held and there is something to apply."""
 
+    def after(self, target: Target) -> None:
+        """Called after a successful run, still in the lock; raising fails the run."""
+
     def on_failure(self, target: Target, error: BaseException) -> None:
         """Called when the run failed, before the error propagates."""
 
@@ -244,6 +247,8 @@ def apply(
                 guard.before(session.target, run_id)
             try:
                 _execute(session, state, steps, run_id, report, on_result)
+                if guard is not None and steps:
+                    guard.after(session.target)
             except BaseException as error:
                 if guard is not None and steps:
                     guard.on_failure(session.target, error)
