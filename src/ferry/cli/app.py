@@ -20,6 +20,7 @@ from ferry.db.target import open_target
 from ferry.errors import FerryError
 from ferry.quickstart.demo import run_quickstart
 from ferry.rollback import create_backup, list_backups, restore_backup
+from ferry.rollback.runs import rollback_run
 from ferry.rollback.safe import safe_apply
 from ferry.runs import read_runs
 from ferry.schema import branching, commands
@@ -639,6 +640,24 @@ def restore(
         f"[green]restored {backup_id}[/]: {len(proof['tables'])} tables match the "
         "manifest's row counts and checksums"
     )
+
+
+@app.command()
+def rollback(
+    run_id: Annotated[str, typer.Argument(help="run id (ferry history / ferry runs)")],
+    target: TargetOpt = None,
+    reason: Annotated[str, typer.Option(help="recorded with the rollback")] = "requested",
+    as_json: JsonOpt = False,
+) -> None:
+    """Undo one run by the safest strategy available, and say which."""
+    project = _project()
+    report = rollback_run(project, run_id, target, backup_root=_backup_root(project), reason=reason)
+    if as_json:
+        render.emit_json(report.__dict__)
+        return
+    out.print(f"[cyan]rolled back {run_id}[/] by {report.strategy} in {report.seconds:.2f} s")
+    for line in report.detail:
+        out.print(f"  {line}", highlight=False)
 
 
 @app.command()

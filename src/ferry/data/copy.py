@@ -807,6 +807,10 @@ def _record_outcome(target: Target, report: CopyReport) -> None:
     summary = {
         "seconds": round(report.seconds, 3),
         "tables": {t.source: asdict(t.counts) for t in report.tables},
+        # what `ferry rollback` may drop, and what only a backup can undo
+        "targets": {
+            t.target: {"created": t.created, "written": t.counts.written} for t in report.tables
+        },
         "warnings": report.warnings,
     }
     try:

@@ -62,19 +62,38 @@ def start_run(conn: Connection, run_id: str, kind: str, name: str) -> None:
 
 
 def finish_run(
-    conn: Connection, run_id: str, status: str, summary: dict[str, Any], error: str | None = None
+    conn: Connection,
+    run_id: str,
+    status: str,
+    summary: dict[str, Any],
+    error: str | None = None,
+    *,
+    kind: str | None = None,
+    name: str | None = None,
 ) -> None:
-    """Close a run's record with its outcome (commits)."""
-    conn.execute(
-        update(runs)
-        .where(runs.c.run_id == run_id)
-        .values(
-            status=status,
-            finished_at=_now(),
-            summary=json.dumps(summary, default=str),
-            error=error[:4000] if error else None,
+    """Close a run's record with its outcome (commits). With `kind` and `name`, a record
+    that is gone (a restore replaced the table) is written anew."""
+    values = {
+        "status": status,
+        "finished_at": _now(),
+        "summary": json.dumps(summary, default=str),
+        "error": error[:4000] if error else None,
+    }
+    _meta.create_all(conn, checkfirst=True)
+    result = conn.execute(update(runs).where(runs.c.run_id == run_id).values(values))
+    if result.rowcount == 0 and kind is not None:
+        conn.execute(
+            runs.insert(),
+            [
+                {
+                    "run_id": run_id,
+                    "type": kind,
+                    "name": name or kind,
+                    "started_at": values["finished_at"],
+                    **values,
+                }
+            ],
         )
-    )
     conn.commit()
 
 

@@ -303,8 +303,10 @@ def undo(
     steps: int | None = None,
     dry_run: bool = False,
     on_result: Callable[[StepResult], None] | None = None,
+    only: set[Version] | None = None,
 ) -> RunReport:
-    """Undo the newest applied migrations, one (default), `steps`, or down to version `to`."""
+    """Undo the newest applied migrations, one (default), `steps`, down to version `to`, or
+    exactly the versions in `only`."""
     with open_session(project, target) as session:
         target_version = Version(to) if to is not None else None
         if dry_run:
@@ -314,6 +316,7 @@ def undo(
                 project.strategy,
                 to=target_version,
                 steps=steps,
+                only=only,
             )
             return RunReport(
                 session.target.name, session.target.safe_url, "", True, _planned(session, planned)
@@ -322,7 +325,12 @@ def undo(
         with locked(session):
             state = session.read_state()
             planned = plan_undo(
-                session.migrations, state, project.strategy, to=target_version, steps=steps
+                session.migrations,
+                state,
+                project.strategy,
+                to=target_version,
+                steps=steps,
+                only=only,
             )
             report = RunReport(session.target.name, session.target.safe_url, run_id, False)
             _execute(session, state, planned, run_id, report, on_result)

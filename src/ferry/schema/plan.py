@@ -237,8 +237,10 @@ def plan_undo(
     *,
     to: Version | None = None,
     steps: int | None = None,
+    only: set[Version] | None = None,
 ) -> list[Step]:
-    """The steps of `ferry undo`: newest first, `steps` of them or down to version `to`.
+    """The steps of `ferry undo`: newest first, `steps` of them, down to version `to`, or
+    exactly the versions in `only` (rolling back one run).
 
     Raises:
         StrategyError: undo under forward_only, or both/neither bounds given wrongly.
@@ -267,6 +269,8 @@ def plan_undo(
         chosen = [
             (v, r) for v, r in newest_first if (v not in keep if keep is not None else v > to)
         ]
+    elif only is not None:
+        chosen = [(v, r) for v, r in newest_first if v in only]
     else:
         chosen = newest_first[: 1 if steps is None else steps]
     plan: list[Step] = []
