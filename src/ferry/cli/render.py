@@ -110,6 +110,11 @@ def step_line(result: StepResult) -> str:
 def plan_text(report: RunReport) -> None:
     if report.risk is not None and report.risk.findings:
         out.print(lint_table(report.risk))
+    if report.preconditions is not None:
+        for error in report.preconditions.errors:
+            out.print(f"[red]precondition:[/] {error}", highlight=False)
+        for warning in report.preconditions.warnings:
+            out.print(f"[yellow]precondition:[/] {warning}", highlight=False)
     if not report.planned:
         out.print(f"[green]{report.target}: nothing to do[/] ({report.url})")
         return
@@ -132,6 +137,11 @@ def run_json(report: RunReport) -> dict[str, Any]:
         "run_id": report.run_id,
         "dry_run": report.dry_run,
         "risk": lint_json(report.risk) if report.risk is not None else None,
+        "preconditions": (
+            {"errors": report.preconditions.errors, "warnings": report.preconditions.warnings}
+            if report.preconditions is not None
+            else None
+        ),
         "planned": [
             {
                 "action": str(p.step.action),

@@ -219,6 +219,13 @@ class Adapter:
         """DROP of a table or view that nothing else may keep alive (safe-mode restore)."""
         return f'DROP {kind} IF EXISTS "{name}"'
 
+    def long_transactions(
+        self, conn: Connection, tables: list[str], seconds: int = 30
+    ) -> list[str]:
+        """Transactions open for more than `seconds` that hold locks on `tables` (or, where
+        the database cannot tell which tables, any such transaction)."""
+        return []
+
     def estimated_rows(self, conn: Connection, table: str) -> int | None:
         """The database's own row estimate for a table (statistics, no scan), if it keeps
         one: chunk planning needs only the order of magnitude."""

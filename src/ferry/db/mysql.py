@@ -304,6 +304,26 @@ class MySQLAdapter(Adapter):
     def drop_sql(self, kind: str, name: str) -> str:
         return f"DROP {kind} IF EXISTS `{name}`"
 
+    def long_transactions(
+        self, conn: Connection, tables: list[str], seconds: int = 30
+    ) -> list[str]:
+        # InnoDB does not say which tables a transaction locked: report every long one.
+        rows = conn.execute(
+            text(
+                "SELECT t.trx_mysql_thread_id, p.USER, p.HOST, "
+                "TIMESTAMPDIFF(SECOND, t.trx_started, NOW()) AS age "
+                "FROM information_schema.INNODB_TRX t "
+                "LEFT JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
+                "WHERE t.trx_started < NOW() - INTERVAL :s SECOND "
+                "AND t.trx_mysql_thread_id <> CONNECTION_ID()"
+            ),
+            {"s": seconds},
+        ).all()
+        return [
+            f"connection {r[0]} ({r[1]}@{r[2]}) has had a transaction open for {r[3]} s"
+            for r in rows
+        ]
+
     def estimated_rows(self, conn: Connection, table: str) -> int | None:
         found = conn.execute(
             text(

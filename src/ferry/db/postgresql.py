@@ -247,6 +247,29 @@ class PostgresAdapter(Adapter):
     def drop_sql(self, kind: str, name: str) -> str:
         return f'DROP {kind} IF EXISTS "{name}" CASCADE'
 
+    def long_transactions(
+        self, conn: Connection, tables: list[str], seconds: int = 30
+    ) -> list[str]:
+        if not tables:
+            return []
+        rows = conn.execute(
+            text(
+                "SELECT DISTINCT a.pid, a.usename, a.application_name, c.relname, "
+                "extract(epoch FROM now() - a.xact_start)::int AS age, l.mode "
+                "FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE a.pid <> pg_backend_pid() "
+                "AND a.xact_start < now() - make_interval(secs => :s) "
+                "AND lower(c.relname) = ANY(:t)"
+            ),
+            {"s": seconds, "t": tables},
+        ).all()
+        return [
+            f"server pid {r.pid} ({r.usename} {r.application_name or ''}) has held "
+            f"{r.mode} on `{r.relname}` for {r.age} s in an open transaction"
+            for r in rows
+        ]
+
     def estimated_rows(self, conn: Connection, table: str) -> int | None:
         found = conn.execute(
             text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:t)"),

@@ -17,6 +17,7 @@ from ferry.schema.execute import Executor, StepResult
 from ferry.schema.history import AppliedState, History, HistoryRow, RowType
 from ferry.schema.lint import LintReport, lint_migrations, table_sizes
 from ferry.schema.plan import Action, Problem, Step, find_problems, plan_apply, plan_undo
+from ferry.schema.preconditions import Preconditions, check_preconditions
 from ferry.schema.scripts import MigrationSet, Script, discover
 from ferry.schema.splitter import Statement
 from ferry.schema.version import Version
@@ -90,6 +91,9 @@ def locked(session: Session) -> Iterator[None]:
 class RunGuard:
     """Hooks around a run, inside its lock (safe mode: back up before, restore on failure)."""
 
+    #: precondition warnings found before the run (long transactions in the way)
+    warnings: list[str] = []  # noqa: RUF012 - replaced per run, never mutated
+
     def before(self, target: Target, run_id: str) -> None:
         """Called once the lock is held and there is something to apply."""
 
@@ -118,6 +122,8 @@ class RunReport:
     results: list[StepResult] = field(default_factory=list)
     #: lint findings of the planned scripts (plan only)
     risk: LintReport | None = None
+    #: missing objects (errors) and long transactions in the way (warnings)
+    preconditions: Preconditions | None = None
 
     def sql_text(self) -> str:
         """The full SQL the run would execute, file by file."""
@@ -173,7 +179,16 @@ def plan(
             session.target.name, session.target.safe_url, "", True, _planned(session, steps)
         )
         report.risk = _lint(session, [s.script for s in steps])
+        report.preconditions = _preconditions(session, report.planned)
         return report
+
+
+def _preconditions(session: Session, planned: list[PlannedScript]) -> Preconditions:
+    return check_preconditions(
+        session.target,
+        [p.step for p in planned],
+        {p.step.script.name: [s.sql for s in p.statements] for p in planned},
+    )
 
 
 def _lint(session: Session, scripts: list[Script] | None) -> LintReport:
@@ -244,6 +259,13 @@ def apply(
             steps = _apply_steps(session, state, to, out_of_order)
             report = RunReport(session.target.name, session.target.safe_url, run_id, False)
             if guard is not None and steps:
+                found = _preconditions(session, _planned(session, steps))
+                if found.errors:
+                    raise StrategyError(
+                        "preconditions fail: " + "; ".join(found.errors),
+                        hint="fix the plan or the target first; nothing was changed",
+                    )
+                guard.warnings = found.warnings
                 guard.before(session.target, run_id)
             try:
                 _execute(session, state, steps, run_id, report, on_result)
