@@ -162,17 +162,18 @@ def apply(
         str,
         typer.Option(
             help="normal | dry_run (print the SQL) | safe (back up first, restore on failure)"
+            " | production (safe, plus lock timeouts with retry)"
         ),
     ] = "normal",
     as_json: JsonOpt = False,
 ) -> None:
     """Apply pending migrations, then changed repeatable ones."""
     project = _project()
-    if mode not in ("normal", "dry_run", "safe"):
-        raise typer.BadParameter("use normal, dry_run or safe", param_hint="--mode")
+    if mode not in ("normal", "dry_run", "safe", "production"):
+        raise typer.BadParameter("use normal, dry_run, safe or production", param_hint="--mode")
     dry_run = dry_run or mode == "dry_run"
     progress = None if as_json else _progress
-    if mode == "safe" and not dry_run:
+    if mode in ("safe", "production") and not dry_run:
         report = safe_apply(
             project,
             target,
@@ -180,6 +181,7 @@ def apply(
             to=to,
             out_of_order=out_of_order or None,
             on_result=progress,
+            production=mode == "production",
         )
     else:
         report = commands.apply(

@@ -64,6 +64,9 @@ class MigrationSettings(_Model):
     out_of_order: bool = False
     lock_timeout: float = Field(default=60.0, ge=0, description="seconds to wait for the lock")
     placeholder_replacement: bool = True
+    #: production mode: seconds a statement waits for a lock, and retries after a timeout
+    statement_lock_timeout: float = Field(default=5.0, gt=0)
+    lock_retries: int = Field(default=3, ge=0, le=10)
 
     @field_validator("history_table")
     @classmethod

@@ -215,6 +215,14 @@ class Adapter:
     def drop_delta_support(self, conn: Connection) -> None:
         """Remove shared helpers of the capture triggers (PostgreSQL's trigger function)."""
 
+    def lock_timeout_sql(self, seconds: float) -> tuple[str, ...]:
+        """Session settings that make a statement give up waiting for a lock (production)."""
+        return ()
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        """The error says a lock wait timed out (worth a retry)."""
+        return False
+
     def drop_sql(self, kind: str, name: str) -> str:
         """DROP of a table or view that nothing else may keep alive (safe-mode restore)."""
         return f'DROP {kind} IF EXISTS "{name}"'

@@ -301,6 +301,18 @@ class MySQLAdapter(Adapter):
         for suffix in "iud":
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS `{f'ferry_delta_{table}_{suffix}'[:64]}`")
 
+    def lock_timeout_sql(self, seconds: float) -> tuple[str, ...]:
+        wait = max(1, int(seconds))
+        # metadata locks (DDL) and row locks have separate timeouts
+        return (
+            f"SET SESSION lock_wait_timeout = {wait}",
+            f"SET SESSION innodb_lock_wait_timeout = {wait}",
+        )
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        args: tuple[object, ...] = tuple(getattr(getattr(exc, "orig", exc), "args", ()))
+        return bool(args) and args[0] == 1205
+
     def drop_sql(self, kind: str, name: str) -> str:
         return f"DROP {kind} IF EXISTS `{name}`"
 

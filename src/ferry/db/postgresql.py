@@ -244,6 +244,12 @@ class PostgresAdapter(Adapter):
     def drop_delta_support(self, conn: Connection) -> None:
         conn.exec_driver_sql("DROP FUNCTION IF EXISTS ferry_delta_capture()")
 
+    def lock_timeout_sql(self, seconds: float) -> tuple[str, ...]:
+        return (f"SET lock_timeout = '{int(seconds * 1000)}ms'",)
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        return getattr(getattr(exc, "orig", exc), "sqlstate", None) == "55P03"
+
     def drop_sql(self, kind: str, name: str) -> str:
         return f'DROP {kind} IF EXISTS "{name}" CASCADE'
 

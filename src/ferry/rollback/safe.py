@@ -81,8 +81,9 @@ def safe_apply(
     to: str | None = None,
     out_of_order: bool | None = None,
     on_result: Callable[[StepResult], None] | None = None,
+    production: bool = False,
 ) -> RunReport:
-    """Apply in safe mode.
+    """Apply in safe mode (with `production`, also lock timeouts with retry).
 
     Raises:
         RolledBack: the run failed; the database was restored and proven equal to before.
@@ -92,7 +93,13 @@ def safe_apply(
     guard = _BackupGuard(backup_root, project.config.checks)
     try:
         return commands.apply(
-            project, target, to=to, out_of_order=out_of_order, on_result=on_result, guard=guard
+            project,
+            target,
+            to=to,
+            out_of_order=out_of_order,
+            on_result=on_result,
+            guard=guard,
+            production=production,
         )
     except FerryError as error:
         if guard.restored and guard.backup is not None:

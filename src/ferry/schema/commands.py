@@ -237,11 +237,14 @@ def apply(
     out_of_order: bool | None = None,
     on_result: Callable[[StepResult], None] | None = None,
     guard: RunGuard | None = None,
+    production: bool = False,
 ) -> RunReport:
     """Apply pending migrations (then changed repeatables) under the migration lock.
 
     `guard` (safe mode) runs inside the lock: `before` when there is something to apply,
-    `on_failure` when the run fails, before the error propagates.
+    `on_failure` when the run fails, before the error propagates. `production` makes each
+    statement give up waiting for a lock after `migrations.statement_lock_timeout` seconds
+    and retries `migrations.lock_retries` times with backoff.
 
     Raises:
         MigrationFailed: a statement failed; the report of earlier steps is on the history.
@@ -268,7 +271,7 @@ def apply(
                 guard.warnings = found.warnings
                 guard.before(session.target, run_id)
             try:
-                _execute(session, state, steps, run_id, report, on_result)
+                _execute(session, state, steps, run_id, report, on_result, production)
                 if guard is not None and steps:
                     guard.after(session.target)
             except BaseException as error:
@@ -285,12 +288,14 @@ def _execute(
     run_id: str,
     report: RunReport,
     on_result: Callable[[StepResult], None] | None,
+    production: bool = False,
 ) -> None:
     def record(result: StepResult) -> None:
         report.results.append(result)
         if on_result is not None:
             on_result(result)
 
+    settings = session.project.config.migrations
     executor = Executor(
         session.target,
         session.history,
@@ -299,6 +304,8 @@ def _execute(
         run_id=run_id,
         branch_of=session.branch_of(),
         on_result=record,
+        lock_timeout=settings.statement_lock_timeout if production else None,
+        retries=settings.lock_retries if production else 0,
     )
     try:
         executor.run(steps)

@@ -98,6 +98,8 @@ class Executor:
         run_id: str,
         branch_of: dict[str, str],
         on_result: Callable[[StepResult], None] | None = None,
+        lock_timeout: float | None = None,
+        retries: int = 0,
     ) -> None:
         self.target = target
         self.adapter = target.adapter
@@ -111,6 +113,10 @@ class Executor:
         self.driver_error: type[BaseException] = target.engine.dialect.loaded_dbapi.Error
         self._tx: Connection | None = None
         self._relaxed = False
+        #: production mode: statements give up waiting for a lock after this many seconds,
+        #: and the migration (or statement) is retried `retries` times with backoff
+        self.lock_timeout = lock_timeout
+        self.retries = retries
         self._auto: Connection | None = None
 
     # --- connections, opened once per run ---
@@ -118,11 +124,39 @@ class Executor:
     def _transactional(self) -> Connection:
         if self._tx is None:
             self._tx = self.target.connect()
+            self._limit_lock_waits(self._tx)
         return self._tx
+
+    def _limit_lock_waits(self, conn: Connection) -> None:
+        if self.lock_timeout is not None:
+            for sql in self.adapter.lock_timeout_sql(self.lock_timeout):
+                conn.exec_driver_sql(sql)
+            if conn.in_transaction():
+                conn.commit()
+
+    def _execute_retrying(self, conn: Connection, sql: str) -> None:
+        attempt = 0
+        while True:
+            try:
+                self.adapter.execute_script(conn, sql)
+                return
+            except self.driver_error as exc:
+                if not self._retry(exc, attempt):
+                    raise
+                attempt += 1
+
+    def _retry(self, exc: BaseException, attempt: int) -> bool:
+        """Wait and say yes when a lock wait timed out and attempts remain."""
+        if attempt >= self.retries or not self.adapter.is_lock_timeout(exc):
+            return False
+        log.warning("lock wait timed out; retrying in %s s", 2**attempt)
+        time.sleep(2**attempt)
+        return True
 
     def _autocommit(self) -> Connection:
         if self._auto is None:
             self._auto = self.target.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._limit_lock_waits(self._auto)
         return self._auto
 
     def _set_relaxed_flush(self, relaxed: bool) -> None:
@@ -272,47 +306,53 @@ class Executor:
     def _run_transactional(self, step: Step, statements: list[Statement]) -> StepResult:
         conn = self._transactional()
         total = len(statements)
-        started = time.perf_counter()
-        current = statements[0] if statements else Statement("", 1)
-        try:
-            with conn.begin():
-                for current in statements:
-                    self.adapter.execute_script(conn, current.sql)
+        rank = step.resumes.installed_rank if step.resumes else None
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            current = statements[0] if statements else Statement("", 1)
+            try:
+                with conn.begin():
+                    for current in statements:
+                        self.adapter.execute_script(conn, current.sql)
+                    ms = int((time.perf_counter() - started) * 1000)
+                    self._write(
+                        conn,
+                        step,
+                        rank,
+                        self._row(
+                            step,
+                            success=True,
+                            done=total,
+                            total=total,
+                            ms=ms,
+                            done_checksum=None,
+                            error=None,
+                        ),
+                    )
+                return StepResult(step, _done_status(step), ms, total, total)
+            except self.driver_error as exc:
+                if self._retry(exc, attempt):  # rolled back: run it again from the top
+                    attempt += 1
+                    continue
+                failure = self._failure(step, current, exc, done=0, total=total, committed=False)
                 ms = int((time.perf_counter() - started) * 1000)
-                self._write(
-                    conn,
-                    step,
-                    step.resumes.installed_rank if step.resumes else None,
-                    self._row(
+                with conn.begin():
+                    self._write(
+                        conn,
                         step,
-                        success=True,
-                        done=total,
-                        total=total,
-                        ms=ms,
-                        done_checksum=None,
-                        error=None,
-                    ),
-                )
-        except self.driver_error as exc:
-            failure = self._failure(step, current, exc, done=0, total=total, committed=False)
-            ms = int((time.perf_counter() - started) * 1000)
-            with conn.begin():
-                self._write(
-                    conn,
-                    step,
-                    step.resumes.installed_rank if step.resumes else None,
-                    self._row(
-                        step,
-                        success=False,
-                        done=0,
-                        total=total,
-                        ms=ms,
-                        done_checksum=None,
-                        error=failure.message[:4000],
-                    ),
-                )
-            raise failure from exc
-        return StepResult(step, _done_status(step), ms, total, total)
+                        rank,
+                        self._row(
+                            step,
+                            success=False,
+                            done=0,
+                            total=total,
+                            ms=ms,
+                            done_checksum=None,
+                            error=failure.message[:4000],
+                        ),
+                    )
+                raise failure from exc
 
     def _run_per_statement(self, step: Step, statements: list[Statement]) -> StepResult:
         conn = self._autocommit()
@@ -349,7 +389,7 @@ class Executor:
         for index in range(start_at, total):
             statement = statements[index]
             try:
-                self.adapter.execute_script(conn, statement.sql)
+                self._execute_retrying(conn, statement.sql)
             except self.driver_error as exc:
                 if step.partial_undo and self.adapter.is_missing_object_error(exc):
                     # That part of the migration never ran; nothing to revert.
