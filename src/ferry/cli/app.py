@@ -22,6 +22,7 @@ from ferry.quickstart.demo import run_quickstart
 from ferry.rollback import create_backup, list_backups, restore_backup
 from ferry.rollback.runs import rollback_run
 from ferry.rollback.safe import safe_apply
+from ferry.rollback.safe_copy import copy_plan, safe_copy
 from ferry.runs import read_runs
 from ferry.schema import branching, commands
 from ferry.schema.drift import drift as run_drift
@@ -400,20 +401,55 @@ def copy(
         ),
     ] = False,
     workers: Annotated[int | None, typer.Option(min=1, help="parallel chunk workers")] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="normal | dry_run (write the plan, change nothing) | safe (back up the target, "
+            "prove the copy, restore on failure)"
+        ),
+    ] = "normal",
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="with --mode dry_run: write the plan to this file")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Copy data as a job spec says; resumes from checkpoints after a crash."""
     spec = load_job(job)
     project = _project() if state.config is not None else None
+    if mode not in ("normal", "dry_run", "safe"):
+        raise typer.BadParameter("use normal, dry_run or safe", param_hint="--mode")
+    if mode == "dry_run":
+        planned = copy_plan(spec, spec_path=job, project=project)
+        if out_file is not None:
+            out_file.write_text(planned, encoding="utf-8")
+            out.print(f"wrote the copy plan to {out_file}")
+        else:
+            out.print(planned, highlight=False, markup=False)
+        return
+    proof = None
     with render.CopyProgress(enabled=not as_json) as progress:
-        report = copy_data(
-            spec,
-            spec_path=job,
-            project=project,
-            restart=restart,
-            workers=workers,
-            on_progress=progress.update,
-        )
+        if mode == "safe":
+            project_root = project.root if project is not None else job.parent
+            report, proof = safe_copy(
+                spec,
+                spec_path=job,
+                project=project,
+                backup_root=project_root / "backups",
+                restart=restart,
+                workers=workers,
+                on_progress=progress.update,
+            )
+        else:
+            report = copy_data(
+                spec,
+                spec_path=job,
+                project=project,
+                restart=restart,
+                workers=workers,
+                on_progress=progress.update,
+            )
+    if proof is not None and not as_json:
+        render.print_validation(proof)
     if as_json:
         render.emit_json(render.copy_json(report))
     else:
