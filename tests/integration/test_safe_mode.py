@@ -70,3 +70,15 @@ def test_failure_in_safe_mode_restores_the_database(maker: ProjectMaker, tmp_pat
     after = _snapshot(maker.url)
     assert {"counts", "extra"} <= set(after)
     assert len(after["cameras"]) == 2
+
+
+def test_run_over_its_time_limit_is_rolled_back(maker: ProjectMaker, tmp_path: Path) -> None:
+    maker.write("V1__a.sql", "CREATE TABLE a (id INTEGER PRIMARY KEY);\n")
+    project = maker.project()
+    commands.apply(project)
+    maker.write("V2__slow.py", "import time\n\n\ndef upgrade(ctx):\n    time.sleep(1.2)\n")
+    maker.write("V3__c.sql", "CREATE TABLE c (id INTEGER PRIMARY KEY);\n")
+    before = _snapshot(maker.url)
+    with pytest.raises(RolledBack, match=r"(?s)longer than its 1 s limit.*restored"):
+        safe_apply(project, None, backup_root=tmp_path / "backups", timeout=1)
+    assert _snapshot(maker.url) == before

@@ -166,6 +166,10 @@ def apply(
             " | production (safe, plus lock timeouts with retry)"
         ),
     ] = "normal",
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="safe/production: roll the run back when it takes longer (seconds)"),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Apply pending migrations, then changed repeatable ones."""
@@ -183,6 +187,7 @@ def apply(
             out_of_order=out_of_order or None,
             on_result=progress,
             production=mode == "production",
+            timeout=timeout,
         )
     else:
         report = commands.apply(

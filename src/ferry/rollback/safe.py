@@ -4,6 +4,7 @@ views the run made dropped) — all inside the run's migration lock."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,12 @@ from ferry.validate.report import ValidationReport
 
 class RolledBack(FerryError):
     """A safe-mode run failed and the database was restored to its state before the run."""
+
+    exit_code = 11
+
+
+class RunTimeout(FerryError):
+    """A safe run took longer than its time limit."""
 
     exit_code = 11
 
@@ -82,6 +89,7 @@ def safe_apply(
     out_of_order: bool | None = None,
     on_result: Callable[[StepResult], None] | None = None,
     production: bool = False,
+    timeout: float | None = None,
 ) -> RunReport:
     """Apply in safe mode (with `production`, also lock timeouts with retry).
 
@@ -91,13 +99,26 @@ def safe_apply(
             or the backup could not be made (nothing was applied).
     """
     guard = _BackupGuard(backup_root, project.config.checks)
+    started = time.monotonic()
+
+    def watch(result: StepResult) -> None:
+        if on_result is not None:
+            on_result(result)
+        # Checked between migrations: a statement is never cut off halfway.
+        if timeout is not None and time.monotonic() - started > timeout:
+            raise RunTimeout(
+                f"the run took longer than its {timeout:g} s limit (stopped after "
+                f"{result.step.label})",
+                hint="raise --timeout, or split the run with --to",
+            )
+
     try:
         return commands.apply(
             project,
             target,
             to=to,
             out_of_order=out_of_order,
-            on_result=on_result,
+            on_result=watch,
             guard=guard,
             production=production,
         )
