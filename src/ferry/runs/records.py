@@ -11,6 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, Text, select, update
+from sqlalchemy.dialects import mysql
+
+# Microseconds on MySQL too: runs started in the same second must still sort.
+_WHEN = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 _meta = MetaData()
 runs = Table(
@@ -20,8 +24,8 @@ runs = Table(
     Column("type", String(20), nullable=False),
     Column("name", String(200), nullable=False),
     Column("status", String(20), nullable=False),
-    Column("started_at", DateTime, nullable=False),
-    Column("finished_at", DateTime),
+    Column("started_at", _WHEN, nullable=False),
+    Column("finished_at", _WHEN),
     Column("summary", Text),
     Column("error", Text),
 )
