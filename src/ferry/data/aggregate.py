@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import connectorx as cx
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Column, MetaData, Table, delete, inspect, select
 
 from ferry.data.expressions import compile_expression
+from ferry.data.extract import stream_select
 from ferry.data.spec import MEASURE, AggregateSpec
 from ferry.data.types import sa_type_for_arrow
 from ferry.db.target import Target
@@ -43,20 +43,7 @@ def _measures(spec: AggregateSpec) -> list[tuple[str, str, str]]:
 
 
 def _batches(target: Target, table: Table, columns: list[str]) -> Any:
-    query = select(*[table.c[c] for c in columns])
-    url = target.adapter.connectorx_url(target.url)
-    if url is not None:
-        sql = str(
-            query.compile(dialect=target.engine.dialect, compile_kwargs={"literal_binds": True})
-        )
-        yield from cx.read_sql(url, sql, return_type="arrow_stream", batch_size=200_000)
-        return
-    with target.connect() as conn:
-        result = conn.execution_options(stream_results=True).execute(query)
-        while rows := result.fetchmany(200_000):
-            yield pa.RecordBatch.from_pydict(
-                {c: [r[i] for r in rows] for i, c in enumerate(columns)}
-            )
+    return stream_select(target, select(*[table.c[c] for c in columns]), 200_000)
 
 
 def build(target: Target, name: str, spec: AggregateSpec, *, key: str) -> AggregateReport:

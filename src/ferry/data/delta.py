@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 
 from ferry.data import state
+from ferry.data.extract import read_select
 from ferry.data.modes import decode
 from ferry.data.state import Counts
 from ferry.data.tables import TablePlan
@@ -208,11 +209,7 @@ def source_rows(source: Target, plan: TablePlan, keys: list[dict[str, Any]]) -> 
     if plan.spec.where:
         # A row that no longer passes the job's filter counts as gone from the target's view.
         query = query.where(text(f"({plan.spec.where})"))
-    with source.connect() as conn:
-        result = conn.execute(query)
-        names = list(result.keys())
-        rows = result.fetchall()
-    return pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)})
+    return read_select(source, query)
 
 
 def _delete_target(conn: Connection, plan: TablePlan, keys: list[dict[str, Any]]) -> int:

@@ -6,6 +6,7 @@ rows come through SQLAlchemy. Chunks are keyset ranges, read in key order.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import connectorx as cx
@@ -57,24 +58,7 @@ def read_chunk(
     extra: Any = None,
 ) -> pa.Table:
     """Rows of one chunk; `extra` adds a predicate (an incremental window)."""
-    query = chunk_query(source, plan, chunk, descending=descending, extra=extra)
-    url = source.adapter.connectorx_url(source.url)
-    if url is not None:
-        try:
-            table = cx.read_sql(url, render(source, query), return_type="arrow")
-        except BaseException as error:  # connectorx panics are BaseExceptions
-            if isinstance(error, KeyboardInterrupt | SystemExit):
-                raise
-            # connectorx cannot type some columns (SQLite's per-row types, NULL-only
-            # columns): the same query through the driver reads them.
-            table = None
-        if isinstance(table, pa.Table):
-            return _unify(table)
-    with source.connect() as conn:
-        result = conn.execute(query)
-        names = list(result.keys())
-        rows = result.fetchall()
-    return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
+    return read_select(source, chunk_query(source, plan, chunk, descending=descending, extra=extra))
 
 
 def _unify(table: pa.Table) -> pa.Table:
@@ -93,19 +77,43 @@ def _unify(table: pa.Table) -> pa.Table:
     return table.cast(pa.schema(fields)) if changed else table
 
 
+def _connectorx(source: Target, query: Select[Any], **options: Any) -> Any:
+    """connectorx's answer to a query, or None where it cannot serve it (no connectorx URL,
+    or columns it cannot type: SQLite's per-row types, NULL-only columns)."""
+    url = source.adapter.connectorx_url(source.url)
+    if url is None:
+        return None
+    try:
+        return cx.read_sql(url, render(source, query), **options)
+    except BaseException as error:  # connectorx panics are BaseExceptions
+        if isinstance(error, KeyboardInterrupt | SystemExit):
+            raise
+        return None
+
+
+def _driver_rows(names: list[str], rows: Any) -> pa.Table:
+    """The slow path's rows as a table (only when connectorx cannot serve the query)."""
+    return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
+
+
 def read_select(source: Target, query: Select[Any]) -> pa.Table:
     """Any SELECT into Arrow: connectorx where it serves, else the driver."""
-    url = source.adapter.connectorx_url(source.url)
-    if url is not None:
-        try:
-            table = cx.read_sql(url, render(source, query), return_type="arrow")
-            if isinstance(table, pa.Table):
-                return _unify(table)
-        except BaseException as error:  # connectorx panics are BaseExceptions
-            if isinstance(error, KeyboardInterrupt | SystemExit):
-                raise
+    table = _connectorx(source, query, return_type="arrow")
+    if isinstance(table, pa.Table):
+        return _unify(table)
     with source.connect() as conn:
         result = conn.execute(query)
+        return _driver_rows(list(result.keys()), result.fetchall())
+
+
+def stream_select(source: Target, query: Select[Any], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Any SELECT as a stream of record batches of about `batch_rows` rows."""
+    reader = _connectorx(source, query, return_type="arrow_stream", batch_size=batch_rows)
+    if reader is not None:
+        yield from reader
+        return
+    with source.connect() as conn:
+        result = conn.execution_options(stream_results=True).execute(query)
         names = list(result.keys())
-        rows = result.fetchall()
-    return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
+        while rows := result.fetchmany(batch_rows):
+            yield from _driver_rows(names, rows).to_batches()

@@ -14,11 +14,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import connectorx as cx
 import pyarrow as pa
 
 from ferry.data.chunks import KeyRange
-from ferry.data.extract import _unify, chunk_query, render
+from ferry.data.extract import _unify, chunk_query, stream_select
 from ferry.data.tables import TablePlan
 from ferry.db.target import Target
 
@@ -64,23 +63,7 @@ class BoundedReader:
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
         query = chunk_query(self.source, self.plan, self.start, extra=self.extra)
-        url = self.source.adapter.connectorx_url(self.source.url)
-        if url is not None:
-            reader = cx.read_sql(
-                url,
-                render(self.source, query),
-                return_type="arrow_stream",
-                batch_size=self.read_rows,
-            )
-            yield from reader
-            return
-        with self.source.connect() as conn:
-            result = conn.execution_options(stream_results=True).execute(query)
-            names = list(result.keys())
-            while rows := result.fetchmany(self.read_rows):
-                yield pa.RecordBatch.from_pydict(
-                    {n: [r[i] for r in rows] for i, n in enumerate(names)}
-                )
+        yield from stream_select(self.source, query, self.read_rows)
 
     def _put(self, item: Any) -> bool:
         while not self.stopped.is_set():

@@ -20,6 +20,7 @@ from ferry.data.types import (
     sa_type_for_arrow,
     translate_type,
 )
+from ferry.db.bookkeeping import FERRY_TABLES
 from ferry.errors import ConfigError
 
 
@@ -62,18 +63,6 @@ class TablePlan:
 
     def target_schema(self) -> pa.Schema:
         return pa.schema([pa.field(c.name, arrow_type(c.type)) for c in self.target.columns])
-
-
-#: Ferry's own bookkeeping tables never travel with the data.
-FERRY_TABLES = (
-    "schema_migrations",
-    "migration_branches",
-    "migration_checkpoints",
-    "ferry_rejects",
-    "ferry_deferred",
-    "ferry_delta_log",
-    "ferry_runs",
-)
 
 
 def select_tables(names: list[str], spec: JobSpec) -> list[str]:

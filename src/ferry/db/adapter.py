@@ -124,11 +124,15 @@ class Adapter:
         return ConnectionLockSession(self, engine, key)
 
     def try_lock(self, conn: Connection, key: str) -> bool:
-        """Try once to take the migration lock on `conn` (an AUTOCOMMIT connection)."""
-        raise NotImplementedError
+        """Try once to take the migration lock on `conn` (an AUTOCOMMIT connection).
+
+        Every adapter either implements this and `unlock` (PostgreSQL, MySQL) or overrides
+        `open_lock_session` (SQLite): a dialect without a session lock has no safe default.
+        """
+        raise NotImplementedError(f"{self.name} has no session lock: override try_lock")
 
     def unlock(self, conn: Connection, key: str) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{self.name} has no session lock: override unlock")
 
     def lock_holder(self, conn: Connection, key: str) -> LockHolder | None:
         """Who holds the lock, where the database can tell."""

@@ -21,14 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import connectorx as cx
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from sqlalchemy import MetaData, Table, inspect, select
 
-from ferry.data.extract import render
-from ferry.data.tables import FERRY_TABLES
+from ferry.data.extract import stream_select
+from ferry.db.bookkeeping import FERRY_TABLES
 from ferry.db.sqlite import database_path
 from ferry.db.target import Target
 from ferry.errors import FerryError
@@ -95,7 +94,6 @@ def table_checksums(target: Target, tables: list[str]) -> dict[str, dict[str, An
     """Row count and a content checksum per table: rows in key order, as CSV, hashed."""
     found: dict[str, dict[str, Any]] = {}
     meta = MetaData()
-    url = target.adapter.connectorx_url(target.url)
     for name in tables:
         with target.connect() as conn:
             table = Table(name, meta, autoload_with=conn)
@@ -103,21 +101,7 @@ def table_checksums(target: Target, tables: list[str]) -> dict[str, dict[str, An
         query = select(*table.columns).order_by(*order)
         digest = hashlib.sha256()
         rows = 0
-        if url is not None:
-            reader = cx.read_sql(
-                url, render(target, query), return_type="arrow_stream", batch_size=100_000
-            )
-            batches: Any = reader
-        else:
-            with target.connect() as conn:
-                result = conn.execute(query)
-                names = list(result.keys())
-                data = result.fetchall()
-            batches = (
-                [pa.RecordBatch.from_pydict({n: [r[i] for r in data] for i, n in enumerate(names)})]
-                if data
-                else []
-            )
+        batches = stream_select(target, query, 100_000)
         for batch in batches:
             rows += batch.num_rows
             digest.update(_csv(pa.Table.from_batches([batch])))

@@ -17,23 +17,13 @@ from typing import Any
 from sqlalchemy import Engine, inspect
 
 from ferry.config.project import Project
+from ferry.db.bookkeeping import FERRY_TABLES
 from ferry.db.target import Target, open_url
 from ferry.errors import FerryError
 from ferry.schema.commands import Session, open_session
 from ferry.schema.execute import Executor
 from ferry.schema.history import History
 from ferry.schema.plan import Action, Step
-
-#: Ferry's bookkeeping, never part of the user's schema
-_OWN = {
-    "schema_migrations",
-    "migration_branches",
-    "migration_checkpoints",
-    "ferry_rejects",
-    "ferry_deferred",
-    "ferry_delta_log",
-    "ferry_runs",
-}
 
 
 @dataclass
@@ -49,7 +39,7 @@ class DriftReport:
 
 def _shape(engine: Engine, history_table: str, routines: list[str]) -> dict[str, Any]:
     inspector = inspect(engine)
-    own = _OWN | {history_table}
+    own = FERRY_TABLES | {history_table}
     tables: dict[str, Any] = {}
     for name in inspector.get_table_names():
         if name in own:
