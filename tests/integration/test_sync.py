@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, text
 
-from ferry.data.copy import CopyReport, sync_job
-from ferry.data.delta import SyncReport
+from ferry.data.copy import CopyReport
+from ferry.data.delta import SyncReport, sync_job
 from ferry.data.spec import parse_job
 from ferry.errors import ConfigError
 from tests.conftest import engine_for

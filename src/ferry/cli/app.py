@@ -13,7 +13,8 @@ from ferry.cli import render
 from ferry.cli.render import err, out
 from ferry.config.project import Project, load_project
 from ferry.config.scaffold import init_project
-from ferry.data.copy import CopyReport, copy_data, sync_job
+from ferry.data.copy import CopyReport, copy_data
+from ferry.data.delta import sync_job
 from ferry.data.spec import load_job
 from ferry.db.doctor import doctor as run_doctor
 from ferry.db.target import open_target

@@ -34,11 +34,12 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.schema import ForeignKeyConstraint
 
-from ferry.config.project import Project, load_project
+from ferry.config.project import Project
 from ferry.data import aggregate, deferral, delta, state
 from ferry.data.aggregate import AggregateReport
 from ferry.data.chunks import KeyRange, plan_ranges
 from ferry.data.deferral import Restored
+from ferry.data.endpoints import open_endpoint
 from ferry.data.extract import read_chunk
 from ferry.data.finalize import build_keys
 from ferry.data.modes import (
@@ -56,7 +57,7 @@ from ferry.data.state import Counts, Reject
 from ferry.data.stream import BoundedReader
 from ferry.data.tables import TablePlan, plan_tables
 from ferry.data.transform import ROW, DataError, Transformer
-from ferry.db.target import Target, open_target, open_url
+from ferry.db.target import Target
 from ferry.errors import ConfigError, FerryError
 from ferry.runs import finish_run, start_run
 
@@ -119,29 +120,6 @@ class Progress:
     chunks_done: int
     chunks_total: int
     counts: Counts
-
-
-def open_endpoint(value: str, *, key: str, spec_path: Path, project: Project | None) -> Target:
-    """A job's source or target: a URL, or a target named in ferry.toml."""
-    if "://" in value:
-        if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
-            # Relative SQLite paths in a job spec are relative to the spec file.
-            value = "sqlite:///" + str((spec_path.parent / value[10:]).resolve())
-        return open_url(key, value)
-    if project is None:
-        try:
-            project = load_project(spec_path.parent)
-        except ConfigError:
-            project = load_project(None)
-    if value not in project.config.targets:
-        raise ConfigError(
-            f"`{value}` is neither a URL nor a target in {project.path}",
-            file=spec_path,
-            key=key,
-            hint="write a URL (postgresql://..., mysql://..., sqlite:///...) or add the target "
-            "to ferry.toml",
-        )
-    return open_target(project, value)
 
 
 class _Job:
@@ -821,63 +799,3 @@ def _record_outcome(target: Target, report: CopyReport) -> None:
 
 
 __all__ = ["CopyReport", "Progress", "TableReport", "copy_data"]
-
-
-def sync_job(
-    spec: JobSpec,
-    *,
-    spec_path: Path,
-    project: Project | None = None,
-    follow: bool = False,
-    interval: float = 1.0,
-    max_seconds: float | None = None,
-    stop: bool = False,
-    on_round: Callable[[delta.SyncReport], None] | None = None,
-) -> delta.SyncReport:
-    """Replay captured changes of the job's `mode: delta` tables on the target, or with
-    `stop`, remove the capture triggers and the log from the source.
-
-    Raises:
-        ConfigError: the job has no `mode: delta` table.
-    """
-    source = open_endpoint(spec.source, key="source", spec_path=spec_path, project=project)
-    target = open_endpoint(spec.target, key="target", spec_path=spec_path, project=project)
-    try:
-        plans = [
-            p
-            for p in plan_tables(spec, source.engine, target.engine, file=spec_path)
-            if p.spec.mode is Mode.DELTA
-        ]
-        if not plans:
-            raise ConfigError(
-                "no table of this job has `mode: delta`",
-                file=spec_path,
-                key="tables",
-                hint="set `mode: delta` on the tables whose changes should follow the copy",
-            )
-        job = spec.name or spec_path.stem
-        if stop:
-            delta.uninstall(source, [p.source.name for p in plans])
-            return delta.SyncReport(job)
-        missing = [p.source.name for p in plans if not p.target_exists]
-        if missing:
-            raise ConfigError(
-                f"the target has no table for {', '.join(missing)}",
-                file=spec_path,
-                hint="run `ferry copy` first: it installs the capture triggers and copies "
-                "the rows that sync then keeps current",
-            )
-        return delta.sync(
-            source,
-            target,
-            plans,
-            job=job,
-            run_id=str(uuid.uuid4()),
-            follow=follow,
-            interval=interval,
-            max_seconds=max_seconds,
-            on_round=on_round,
-        )
-    finally:
-        source.dispose()
-        target.dispose()

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -35,13 +37,17 @@ from sqlalchemy import (
     text,
 )
 
+from ferry.config.project import Project
 from ferry.data import state
+from ferry.data.endpoints import open_endpoint
 from ferry.data.extract import read_select
 from ferry.data.modes import decode
+from ferry.data.spec import JobSpec, Mode
 from ferry.data.state import Counts
-from ferry.data.tables import TablePlan
+from ferry.data.tables import TablePlan, plan_tables
 from ferry.data.transform import ROW, Transformer
 from ferry.db.target import Target
+from ferry.errors import ConfigError
 
 LOG_TABLE = "ferry_delta_log"
 #: chunk number of the checkpoint row that holds the last replayed log id
@@ -246,3 +252,63 @@ def sync(
         if max_seconds is not None and time.monotonic() - started >= max_seconds:
             return report
         time.sleep(interval)
+
+
+def sync_job(
+    spec: JobSpec,
+    *,
+    spec_path: Path,
+    project: Project | None = None,
+    follow: bool = False,
+    interval: float = 1.0,
+    max_seconds: float | None = None,
+    stop: bool = False,
+    on_round: Callable[[SyncReport], None] | None = None,
+) -> SyncReport:
+    """Replay captured changes of the job's `mode: delta` tables on the target, or with
+    `stop`, remove the capture triggers and the log from the source.
+
+    Raises:
+        ConfigError: the job has no `mode: delta` table.
+    """
+    source = open_endpoint(spec.source, key="source", spec_path=spec_path, project=project)
+    target = open_endpoint(spec.target, key="target", spec_path=spec_path, project=project)
+    try:
+        plans = [
+            p
+            for p in plan_tables(spec, source.engine, target.engine, file=spec_path)
+            if p.spec.mode is Mode.DELTA
+        ]
+        if not plans:
+            raise ConfigError(
+                "no table of this job has `mode: delta`",
+                file=spec_path,
+                key="tables",
+                hint="set `mode: delta` on the tables whose changes should follow the copy",
+            )
+        job = spec.name or spec_path.stem
+        if stop:
+            uninstall(source, [p.source.name for p in plans])
+            return SyncReport(job)
+        missing = [p.source.name for p in plans if not p.target_exists]
+        if missing:
+            raise ConfigError(
+                f"the target has no table for {', '.join(missing)}",
+                file=spec_path,
+                hint="run `ferry copy` first: it installs the capture triggers and copies "
+                "the rows that sync then keeps current",
+            )
+        return sync(
+            source,
+            target,
+            plans,
+            job=job,
+            run_id=str(uuid.uuid4()),
+            follow=follow,
+            interval=interval,
+            max_seconds=max_seconds,
+            on_round=on_round,
+        )
+    finally:
+        source.dispose()
+        target.dispose()

@@ -149,7 +149,7 @@ class Deduper:
 
     def keep_mask(self, table: pa.Table) -> pa.Array:
         keys = self.key(table)
-        index = pa.array(range(len(keys)), pa.int64())
+        index = pa.array(np.arange(len(keys), dtype=np.int64))
         first = pa.table({"k": keys, "i": index}).group_by("k").aggregate([("i", "min")])
         first_in_batch = pc.is_in(index, value_set=first["i_min"])
         unseen = pc.invert(pc.is_in(keys, value_set=self.seen))

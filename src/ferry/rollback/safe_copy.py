@@ -13,7 +13,8 @@ from sqlalchemy.schema import CreateTable
 
 from ferry.config.project import Project
 from ferry.data.chunks import plan_ranges
-from ferry.data.copy import CopyReport, Progress, copy_data, open_endpoint
+from ferry.data.copy import CopyReport, Progress, copy_data
+from ferry.data.endpoints import open_endpoint
 from ferry.data.spec import JobSpec
 from ferry.data.tables import plan_tables
 from ferry.errors import FerryError

@@ -21,8 +21,8 @@ from sqlalchemy import and_, inspect, select, text
 
 from ferry.config.project import Project
 from ferry.data.chunks import KeyRange, plan_ranges, range_predicate
-from ferry.data.copy import open_endpoint
 from ferry.data.delta import source_rows
+from ferry.data.endpoints import open_endpoint
 from ferry.data.extract import read_chunk, read_select
 from ferry.data.spec import JobSpec, Mode
 from ferry.data.state import rejects as rejects_table
