@@ -28,7 +28,7 @@ from ferry.data.state import Counts
 from ferry.db.target import open_url
 from ferry.validate.compare import Canon
 from ferry.validate.constraints import check_constraints
-from ferry.validate.data import verify_job
+from ferry.validate.data import Method, verify_job
 from ferry.validate.report import Category, ValidationReport
 from tests.conftest import engine_for
 from tests.integration.test_copy import (
@@ -56,13 +56,16 @@ def write_job(pair: Pair, body: str) -> Path:
     return path
 
 
-def verify(pair: Pair, body: str, *, max_keys: int = 20, **canon: Any) -> ValidationReport:
+def verify(
+    pair: Pair, body: str, *, max_keys: int = 20, method: str = "auto", **canon: Any
+) -> ValidationReport:
     path = write_job(pair, body)
     return verify_job(
         parse_job(path.read_text(encoding="utf-8"), path=path),
         spec_path=path,
         canon=Canon(**canon),
         max_keys=max_keys,
+        method=Method(method),
     )
 
 

@@ -29,7 +29,7 @@ from ferry.schema import branching, commands
 from ferry.schema.drift import drift as run_drift
 from ferry.schema.execute import StepResult
 from ferry.validate.compare import Canon
-from ferry.validate.data import verify_job
+from ferry.validate.data import Method, verify_job
 from ferry.validate.queries import check_queries
 
 app = typer.Typer(
@@ -501,12 +501,20 @@ def verify(
     ignore_trailing_spaces: Annotated[
         bool, typer.Option(help="ignore trailing spaces in text")
     ] = False,
+    method: Annotated[
+        Method,
+        typer.Option(
+            help="auto: checksums inside PostgreSQL and MariaDB where the job keeps values "
+            "as they are, rows elsewhere; checksum: those or an error; rows: read every row"
+        ),
+    ] = Method.AUTO,
     as_json: JsonOpt = False,
 ) -> None:
-    """Prove a copy row by row; exit 9 on any difference.
+    """Prove a copy by key ranges; exit 9 on any difference.
 
-    Row counts and a comparison, by key, of the source as the job transforms it with the
-    target; then constraint checks on the target.
+    Row counts, checksums of key ranges computed inside each database (a differing range is
+    bisected down to its keys), or a row comparison in Arrow of the source as the job
+    transforms it with the target; then constraint checks on the target.
     """
     spec = load_job(job)
     project = _project() if state.config is not None else None
@@ -516,6 +524,7 @@ def verify(
         project=project,
         max_keys=max_keys,
         canon=Canon(ignore_case=ignore_case, ignore_trailing_spaces=ignore_trailing_spaces),
+        method=method,
     )
     if as_json:
         render.emit_json(report.as_dict())

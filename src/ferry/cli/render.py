@@ -341,14 +341,24 @@ def print_validation(report: ValidationReport) -> None:
         out.print(f"  {name}: {status}")
         if name == "data" and category.details:
             table = Table(
-                "table", "expected", "in target", "compared", "missing", "extra", "different"
+                "table",
+                "method",
+                "expected",
+                "in target",
+                "compared",
+                "rows read",
+                "missing",
+                "extra",
+                "different",
             )
             for source, d in category.details.items():
                 table.add_row(
                     f"{source} -> {d['target']}",
+                    d["method"],
                     f"{d['expected_rows']:,}",
                     f"{d['target_rows']:,}",
                     f"{d['compared']:,}",
+                    f"{d['rows_read']:,}",
                     str(d["missing"]),
                     str(d["extra"]),
                     str(d["different"]),

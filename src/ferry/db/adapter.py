@@ -28,6 +28,22 @@ from sqlalchemy.engine import URL, make_url
 from ferry.config.project import PoolConfig
 from ferry.db.lock import ConnectionLockSession, LockSession
 
+#: Families of canonical text that in-database checksums render values as.
+CanonKind = Literal[
+    "int", "decimal", "float", "bool", "timestamp", "date", "string", "bytes", "uuid", "other"
+]
+
+
+@dataclass(frozen=True)
+class ChecksumPart:
+    """One column's canonical text in a row checksum."""
+
+    text: str  # SQL from checksum_text
+    nullable: bool
+    #: free text (strings, bytes, JSON): may hold the separator, so it is length-prefixed
+    free: bool
+
+
 #: How the SQL splitter reads scripts (same names as `ferry.schema.splitter.Dialect`).
 SplitDialect = Literal["postgresql", "mysql", "sqlite", "generic"]
 
@@ -80,6 +96,10 @@ class Adapter:
     unchecked_drops: ClassVar[tuple[str, str] | None] = None
     #: ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY works (so keys can follow the data).
     can_add_foreign_keys: ClassVar[bool] = True
+    #: In-database checksums: `{t}` prefixed by its length, NULL kept NULL; and the sum over
+    #: the rows of the first 60 bits of the MD5 of `{row}`, exact (see row_checksum_sql).
+    checksum_length_prefixed: ClassVar[str] = ""
+    checksum_sum: ClassVar[str] = ""
     #: Command-line tools Ferry can use with this database (backups, restores).
     external_tools: ClassVar[tuple[str, ...]] = ()
 
@@ -274,6 +294,30 @@ class Adapter:
 
     def reset_identity(self, conn: Connection, table: Table) -> None:
         """After loading explicit ids, make the next generated id follow the largest one."""
+
+    # --- in-database checksums (ferry.validate.checksums) ---
+
+    def checksum_text(self, column: str, column_type: Any, kind: CanonKind) -> str | None:
+        """SQL rendering `column` (quoted), of `column_type`, as canonical text of `kind`:
+        the same value gives the same text on every database, NULL stays NULL. None where
+        this database cannot checksum inside; its rows are then compared in Arrow."""
+        return None
+
+    def row_checksum_sql(self, parts: list[ChecksumPart]) -> str:
+        """An aggregate summing, over the rows, the first 60 bits of the MD5 of each row's
+        canonical texts joined by `|`: NULL spelled `~` and free text prefixed by its length,
+        so no two different rows read alike."""
+        if not self.checksum_sum:
+            raise NotImplementedError(f"{self.name}: set checksum_sum with checksum_text")
+        texts = []
+        for part in parts:
+            sql = self.checksum_length_prefixed.format(t=part.text) if part.free else part.text
+            texts.append(f"COALESCE({sql}, '~')" if part.nullable else sql)
+        return self.checksum_sum.format(row=f"CONCAT_WS('|', {', '.join(texts)})")
+
+    def checksum_session_sql(self) -> tuple[str, ...]:
+        """Session settings that make checksum texts canonical (time zone)."""
+        return ()
 
     # --- databases, for `ferry init`-style set-up and tests ---
 

@@ -15,7 +15,13 @@ from sqlalchemy import types as sat
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import URL
 
-from ferry.db.adapter import Adapter, DeferredObject, LockHolder, register
+from ferry.db.adapter import (
+    Adapter,
+    CanonKind,
+    DeferredObject,
+    LockHolder,
+    register,
+)
 
 _AT_LINE = re.compile(r"at line (\d+)")
 # Server error codes meaning "that object is not there".
@@ -34,6 +40,9 @@ class MySQLAdapter(Adapter):
     # Foreign keys between tables being dropped must not stop the drops.
     unchecked_drops = ("SET FOREIGN_KEY_CHECKS = 0", "SET FOREIGN_KEY_CHECKS = 1")
     _local_infile = True
+    checksum_length_prefixed = "CONCAT(CHAR_LENGTH({t}), ':', {t})"
+    # CAST: a SUM of CONV's strings would be a float, not exact.
+    checksum_sum = "SUM(CAST(CONV(LEFT(MD5({row}), 15), 16, 10) AS UNSIGNED))"
     external_tools = ("mariadb-dump", "mysqldump", "mariadb")
 
     def normalize_url(self, url):  # type: ignore[no-untyped-def]
@@ -363,6 +372,25 @@ class MySQLAdapter(Adapter):
         return [f"trigger {name} on {table}" for name, table in triggers] + [
             f"{kind} {name}" for name, kind in routines
         ]
+
+    def checksum_text(self, column: str, column_type: Any, kind: CanonKind) -> str | None:
+        # PostgreSQL's output is the canonical form: fractions of seconds and decimals
+        # without trailing zeros (12.50 -> 12.5, 100.00 -> 100), booleans as 1 and 0.
+        trimmed = f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM CAST({column} AS CHAR)))"
+        if kind == "decimal" and (getattr(column_type, "scale", None) or 0) > 0:
+            return trimmed
+        if kind == "timestamp":
+            return trimmed if getattr(column_type, "fsp", None) else f"CAST({column} AS CHAR)"
+        return {
+            "float": f"CAST(CAST({column} AS DOUBLE) AS CHAR)",  # FLOAT widened exactly
+            "bool": f"CAST({column} <> 0 AS CHAR)",
+            "bytes": f"LOWER(HEX({column}))",
+            "uuid": f"LOWER({column})",
+        }.get(kind, f"CAST({column} AS CHAR)")
+
+    def checksum_session_sql(self) -> tuple[str, ...]:
+        # TIMESTAMP columns print in the session's zone: UTC, as PostgreSQL's are rendered.
+        return ("SET time_zone = '+00:00'",)
 
     def create_database(self, admin: Connection, name: str) -> None:
         admin.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")

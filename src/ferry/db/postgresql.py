@@ -14,7 +14,14 @@ from sqlalchemy import types as sat
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL
 
-from ferry.db.adapter import Adapter, DeferredObject, LockHolder, client_label, register
+from ferry.db.adapter import (
+    Adapter,
+    CanonKind,
+    DeferredObject,
+    LockHolder,
+    client_label,
+    register,
+)
 
 
 def lock_key(key: str) -> int:
@@ -35,6 +42,8 @@ class PostgresAdapter(Adapter):
     # it current row by row during COPY; identity columns need no key.
     defer_primary_key = True
     relaxed_flush_sql = ("SET synchronous_commit TO off", "RESET synchronous_commit")
+    checksum_length_prefixed = "length({t}) || ':' || {t}"
+    checksum_sum = "sum(('x' || substr(md5({row}), 1, 15))::bit(60)::bigint)"
     external_tools = ("pg_dump", "pg_restore", "psql")
 
     def normalize_url(self, url):  # type: ignore[no-untyped-def]
@@ -322,6 +331,23 @@ class PostgresAdapter(Adapter):
                     ),
                     {"s": sequence},
                 )
+
+    def checksum_text(self, column: str, column_type: Any, kind: CanonKind) -> str | None:
+        # Canonical forms are PostgreSQL's own output (DateStyle ISO): the cheapest here.
+        if kind == "timestamp" and getattr(column_type, "timezone", False):
+            return f"({column} AT TIME ZONE 'UTC')::text"
+        if kind == "bool":
+            if isinstance(column_type, sat.Boolean):
+                return f"{column}::int::text"
+            return f"({column} <> 0)::int::text"
+        return {
+            "decimal": f"trim_scale({column}::numeric)::text",  # 12.50 and 12.5 alike
+            "float": f"{column}::float8::text",  # shortest exact text, as MariaDB prints
+            "bytes": f"encode({column}, 'hex')",
+        }.get(kind, f"{column}::text")
+
+    def checksum_session_sql(self) -> tuple[str, ...]:
+        return ("SET DateStyle = 'ISO, YMD'",)
 
     def create_database(self, admin: Connection, name: str) -> None:
         admin.exec_driver_sql(f'CREATE DATABASE "{name}"')
