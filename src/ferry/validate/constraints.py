@@ -1,11 +1,12 @@
-"""Constraint checks on the target: foreign-key orphans and duplicates under unique indexes —
-what a load with constraints set aside (foreign keys dropped, `NOT VALID`, an invalid
-index) could leave behind. Primary keys and NOT NULL cannot be set aside: the databases
-enforce them."""
+"""Constraint checks on the target: foreign-key orphans, duplicates under unique indexes and
+rows that break a CHECK — what a load with constraints set aside (foreign keys dropped,
+`NOT VALID`, an invalid index, MariaDB's `check_constraint_checks=0`, SQLite's
+`ignore_check_constraints`) could leave behind. NOT NULL cannot be set aside in the engines
+Ferry serves (MariaDB turns a NULL into the column's default instead), so it needs no scan."""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData, Table, and_, func, inspect, select
+from sqlalchemy import MetaData, Table, and_, func, inspect, select, text
 
 from ferry.db.target import Target
 from ferry.validate.report import Category
@@ -62,5 +63,17 @@ def check_constraints(target: Target, tables: list[Table], category: Category) -
                     category.fail(
                         f"`{table.name}`: {dupes} duplicated values of unique "
                         f"({', '.join(columns)})"
+                    )
+            for check in inspect(conn).get_check_constraints(table.name):
+                # NOT (x): a row whose check is NULL passes it, as the database decides.
+                broken = conn.execute(
+                    select(func.count())
+                    .select_from(table)
+                    .where(text(f"NOT ({check['sqltext']})"))
+                ).scalar()
+                if broken:
+                    category.fail(
+                        f"`{table.name}`: {broken} rows break CHECK "
+                        f"{check.get('name') or ''} ({check['sqltext']})".replace("  ", " ")
                     )
             conn.commit()
