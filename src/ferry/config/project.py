@@ -94,10 +94,18 @@ class ChecksSettings(_Model):
     slowdown: float = Field(default=0.5, gt=0, description="0.5: 50% slower fails")
 
 
+class BackupScope(StrEnum):
+    """What a safe run backs up."""
+
+    TOUCHED = "touched"  # the tables the plan or job touches (and Ferry's own)
+    DATABASE = "database"  # every table
+
+
 class BackupSettings(_Model):
-    """Where backups go (relative to the project folder)."""
+    """Where backups go (relative to the project folder), and what safe runs back up."""
 
     location: str = "backups"
+    scope: BackupScope = BackupScope.TOUCHED
 
 
 class ProjectConfig(_Model):

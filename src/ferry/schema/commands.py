@@ -17,7 +17,7 @@ from ferry.schema.execute import Executor, StepResult
 from ferry.schema.history import AppliedState, History, HistoryRow, RowType
 from ferry.schema.lint import LintReport, lint_migrations, table_sizes
 from ferry.schema.plan import Action, Problem, Step, find_problems, plan_apply, plan_undo
-from ferry.schema.preconditions import Preconditions, check_preconditions
+from ferry.schema.preconditions import BackupNeed, Preconditions, check_preconditions
 from ferry.schema.scripts import MigrationSet, Script, discover
 from ferry.schema.splitter import Statement
 from ferry.schema.version import Version
@@ -93,6 +93,11 @@ class RunGuard:
 
     #: precondition warnings found before the run (long transactions in the way)
     warnings: list[str] = []  # noqa: RUF012 - replaced per run, never mutated
+    #: the backup the guard will make, for the free-space precondition (None: no backup)
+    backup_need: BackupNeed | None = None
+    #: the tables the plan touches (set before `before`); None when that is not known
+    #: (a Python migration, SQL that could not be read): then everything counts as touched
+    touched: list[str] | None = None
 
     def before(self, target: Target, run_id: str) -> None:
         """Called once the lock is held and there is something to apply."""
@@ -183,11 +188,14 @@ def plan(
         return report
 
 
-def _preconditions(session: Session, planned: list[PlannedScript]) -> Preconditions:
+def _preconditions(
+    session: Session, planned: list[PlannedScript], backup: BackupNeed | None = None
+) -> Preconditions:
     return check_preconditions(
         session.target,
         [p.step for p in planned],
         {p.step.script.name: [s.sql for s in p.statements] for p in planned},
+        backup=backup,
     )
 
 
@@ -262,13 +270,16 @@ def apply(
             steps = _apply_steps(session, state, to, out_of_order)
             report = RunReport(session.target.name, session.target.safe_url, run_id, False)
             if guard is not None and steps:
-                found = _preconditions(session, _planned(session, steps))
+                found = _preconditions(session, _planned(session, steps), guard.backup_need)
+                if found.space is not None and not found.space.enough:
+                    raise found.space.error()
                 if found.errors:
                     raise StrategyError(
                         "preconditions fail: " + "; ".join(found.errors),
                         hint="fix the plan or the target first; nothing was changed",
                     )
                 guard.warnings = found.warnings
+                guard.touched = sorted(found.tables) if found.complete else None
                 guard.before(session.target, run_id)
             try:
                 _execute(session, state, steps, run_id, report, on_result, production)
