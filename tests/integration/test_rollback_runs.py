@@ -176,5 +176,6 @@ def test_safe_apply_backs_up_only_the_tables_the_plan_names(
     assert [line.state for line in commands.status(project).lines][-1] == "pending"
 
     everything = maker.project(extra='[backups]\nscope = "database"')
-    safe_apply(everything, None, backup_root=tmp_path / "backups")
-    assert {"a", "z"} <= set(list_backups(tmp_path / "backups")[0].tables)
+    run = safe_apply(everything, None, backup_root=tmp_path / "backups")
+    [whole] = [b for b in list_backups(tmp_path / "backups") if b.run_id == run.run_id]
+    assert {"a", "z"} <= set(whole.tables)

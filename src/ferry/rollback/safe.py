@@ -68,6 +68,8 @@ class _BackupGuard(RunGuard):
 
     def after(self, target: Target) -> None:
         report = ValidationReport()
+        if self.schema is not None:
+            report.categories["schema"] = self.schema
         run_smoke(target, self.checks.application, report.category("application"))
         compare_timings(
             self.timings or {},
@@ -80,7 +82,8 @@ class _BackupGuard(RunGuard):
             errors = [e for c in report.categories.values() for e in c.errors]
             raise ChecksFailed(
                 "checks failed after the run: " + "; ".join(errors),
-                hint="make the migration keep these queries working and fast",
+                hint="make the migration keep these queries working and fast; a change "
+                'outside Ferry during the run fails it while `checks.schema_drift = "fail"`',
             )
 
     def on_failure(self, target: Target, error: BaseException) -> None:

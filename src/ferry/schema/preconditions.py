@@ -29,6 +29,8 @@ class Preconditions:
     #: every statement was read, so `tables` names all the plan touches (no Python
     #: migration, nothing sqlglot could not parse)
     complete: bool = True
+    #: tables and views the plan creates
+    created: set[str] = field(default_factory=set)
     space: SpaceCheck | None = None
 
 
@@ -54,7 +56,7 @@ def check_preconditions(
     the database's disk, the backup; unknown free space is a warning."""
     found = Preconditions()
     existing = {t.lower() for t in inspect(target.engine).get_table_names()}
-    created: set[str] = set()
+    created = found.created
     dialect = _DIALECTS.get(target.adapter.name)
     quiet = logging.getLogger("sqlglot")
     level = quiet.level
