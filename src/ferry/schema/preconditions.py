@@ -55,7 +55,8 @@ def check_preconditions(
     the touched tables once more (a rewriting ALTER copies the table) and, with `backup` on
     the database's disk, the backup; unknown free space is a warning."""
     found = Preconditions()
-    existing = {t.lower() for t in inspect(target.engine).get_table_names()}
+    names = inspect(target.engine).get_table_names()
+    existing = {t.lower() for t in names}
     created = found.created
     dialect = _DIALECTS.get(target.adapter.name)
     quiet = logging.getLogger("sqlglot")
@@ -103,14 +104,14 @@ def check_preconditions(
         for holder in target.adapter.long_transactions(conn, sorted(found.tables), long_after):
             found.warnings.append(holder)
         conn.rollback()
-    _check_space(target, found, existing, backup)
+    _check_space(target, found, names, backup)
     return found
 
 
 def _check_space(
-    target: Target, found: Preconditions, existing: set[str], backup: BackupNeed | None
+    target: Target, found: Preconditions, names: list[str], backup: BackupNeed | None
 ) -> None:
-    all_sizes = sizes(target, sorted(existing))
+    all_sizes = sizes(target, names)
     touched = sum(size for name, size in all_sizes.items() if name.lower() in found.tables)
     if backup is None:
         backed_up = 0
