@@ -127,3 +127,31 @@ class BranchError(FerryError):
     """Branch, merge or rebase cannot be done as asked."""
 
     exit_code = 2
+
+
+class InsufficientSpace(FerryError):
+    """The disk holding a target's data has less free space than a run needs."""
+
+    exit_code = 9
+
+    def __init__(self, target: str, *, needed: int, free: int, what: str) -> None:
+        super().__init__(
+            f"target `{target}` has {_size(free)} free on the disk holding its data; {what} "
+            f"needs about {_size(needed)}",
+            hint="free disk space on the database server (or move `backups.location` to "
+            "another disk), then run again; nothing was changed",
+        )
+        self.target = target
+        self.needed = needed
+        self.free = free
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n:,} bytes"
+    value, unit = float(n) / 1024, "KiB"
+    for bigger in ("MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:,.1f} {unit} ({n:,} bytes)"

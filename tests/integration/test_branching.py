@@ -21,7 +21,11 @@ FEATURE = "-- ferry:branch feature\n"
 def _tables(url: str) -> set[str]:
     engine = engine_for(url)
     try:
-        return set(inspect(engine).get_table_names()) - {"schema_migrations", "migration_branches"}
+        return set(inspect(engine).get_table_names()) - {
+            "schema_migrations",
+            "migration_branches",
+            "ferry_schema_snapshot",
+        }
     finally:
         engine.dispose()
 

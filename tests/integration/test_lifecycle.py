@@ -70,7 +70,10 @@ def test_apply_status_history_undo_round_trip(maker: ProjectMaker) -> None:
 
     undone = commands.undo(project, to="0")
     assert [str(r.step.script.version) for r in undone.results] == ["2", "1.1", "1"]
-    assert _tables(maker.url) - {"schema_migrations", "migration_branches"} == set()
+    assert (
+        _tables(maker.url) - {"schema_migrations", "migration_branches", "ferry_schema_snapshot"}
+        == set()
+    )
     assert [line.state for line in commands.status(project).lines] == ["pending"] * 3
     # History keeps the story: three applies, three undos.
     assert [str(r.type) for r in commands.history(project)][-3:] == ["UNDO_SQL"] * 3

@@ -209,11 +209,13 @@ def apply(
             render.plan_text(report)
     elif not report.results:
         out.print(f"[green]{report.target} is up to date[/]")
+        render.run_warnings(report)
     else:
         out.print(
             f"[green]{report.target}: {len(report.results)} applied[/] "
             f"[dim](run {report.run_id})[/]"
         )
+        render.run_warnings(report)
 
 
 @app.command()
@@ -292,14 +294,27 @@ def validate(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def drift(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
-    """Schema changed outside Ferry? Exit 12 when the live schema differs from a replay."""
-    report = run_drift(_project(), target)
+def drift(
+    target: TargetOpt = None,
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay",
+            help="replay the applied migrations into a scratch database instead "
+            "of comparing with the snapshot the last apply recorded",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Schema changed outside Ferry? Exit 12 when the live schema differs from what the
+    applied migrations produce (the last apply's snapshot, or a replay)."""
+    report = run_drift(_project(), target, replay=replay)
     if as_json:
         render.emit_json(
             {
                 "target": report.target,
                 "drifted": report.drifted,
+                "compared_with": report.method,
                 "differences": report.differences,
                 "warnings": report.warnings,
             }
@@ -311,6 +326,7 @@ def drift(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
                 out.print(f"  [red]x[/] {line}", highlight=False)
         else:
             out.print(f"[green]{report.target}: the schema matches the applied migrations[/]")
+        out.print(f"  [dim]compared with the {report.method}[/]", highlight=False)
         for line in report.warnings:
             out.print(f"  [yellow]![/] {line}", highlight=False)
     if report.drifted:

@@ -130,6 +130,16 @@ def plan_text(report: RunReport) -> None:
             out.print(f"{statement.line:>5} {statement.sql};", highlight=False, markup=False)
 
 
+def run_warnings(report: RunReport) -> None:
+    """Precondition warnings and the checks after a run (drift), as warning lines."""
+    lines = list(report.preconditions.warnings) if report.preconditions is not None else []
+    if report.validation is not None:
+        for name, category in report.validation.categories.items():
+            lines += [f"{name}: {w}" for w in category.warnings]
+    for line in lines:
+        out.print(f"[yellow]warning:[/] {line}", highlight=False)
+
+
 def run_json(report: RunReport) -> dict[str, Any]:
     return {
         "target": report.target,
@@ -142,6 +152,7 @@ def run_json(report: RunReport) -> dict[str, Any]:
             if report.preconditions is not None
             else None
         ),
+        "validation": report.validation.as_dict() if report.validation is not None else None,
         "planned": [
             {
                 "action": str(p.step.action),

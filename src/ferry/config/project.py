@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -92,12 +92,23 @@ class ChecksSettings(_Model):
     application: list[QueryCheck] = []
     runs: int = Field(default=5, ge=1, le=100, description="timed runs; the median counts")
     slowdown: float = Field(default=0.5, gt=0, description="0.5: 50% slower fails")
+    #: safe runs: `fail` rolls a run back when a table changed during it that no migration
+    #: of the run names (changed outside Ferry); `warn` only reports it
+    schema_drift: Literal["warn", "fail"] = "warn"
+
+
+class BackupScope(StrEnum):
+    """What a safe run backs up."""
+
+    TOUCHED = "touched"  # the tables the plan or job touches (and Ferry's own)
+    DATABASE = "database"  # every table
 
 
 class BackupSettings(_Model):
-    """Where backups go (relative to the project folder)."""
+    """Where backups go (relative to the project folder), and what safe runs back up."""
 
     location: str = "backups"
+    scope: BackupScope = BackupScope.TOUCHED
 
 
 class ProjectConfig(_Model):

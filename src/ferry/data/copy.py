@@ -55,7 +55,7 @@ from ferry.data.objects import carry_objects
 from ferry.data.spec import JobSpec, LoadStrategy, Mode, OnConflict
 from ferry.data.state import Counts, Reject
 from ferry.data.stream import BoundedReader
-from ferry.data.tables import TablePlan, plan_tables
+from ferry.data.tables import TablePlan, occupancy, plan_tables
 from ferry.data.transform import ROW, DataError, Transformer
 from ferry.db.target import Target
 from ferry.errors import ConfigError, FerryError
@@ -101,6 +101,9 @@ class CopyReport:
     delta_triggers: list[str] = field(default_factory=list)
     #: Indexes, foreign keys and triggers set aside during the load, and how each came back.
     deferred: list[Restored] = field(default_factory=list)
+    #: Each target table before the run: absent | empty | rows (what a rollback may undo).
+    before: dict[str, str] = field(default_factory=dict)
+    restart: bool = False
 
     @property
     def totals(self) -> Counts:
@@ -680,19 +683,22 @@ def copy_data(
     restart: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
     workers: int | None = None,
+    run_id: str | None = None,
 ) -> CopyReport:
-    """Run a data job. Resumes from the target's checkpoints unless `restart`.
+    """Run a data job. Resumes from the target's checkpoints unless `restart`. `run_id`
+    names the run (safe mode names its backup after it first).
 
     Raises:
         ConfigError: the spec names tables or columns that do not exist, or a filter fails.
         DataError: an error threshold or a `fail` rule stopped the run (checkpoints kept).
         SourceReadError: the source failed mid-run (checkpoints kept).
     """
-    run_id = str(uuid.uuid4())
+    run_id = run_id or str(uuid.uuid4())
     source = open_endpoint(spec.source, key="source", spec_path=spec_path, project=project)
     target = open_endpoint(spec.target, key="target", spec_path=spec_path, project=project)
     started = time.perf_counter()
     report = CopyReport(spec.name or spec_path.stem, run_id, source.safe_url, target.safe_url)
+    report.restart = restart
     recorded = False
     try:
         plans = plan_tables(spec, source.engine, target.engine, file=spec_path)
@@ -701,7 +707,9 @@ def copy_data(
         # A spec that does not fit the databases fails above, before anything is written;
         # from here on the run has a record.
         with target.connect() as conn:
-            start_run(conn, run_id, "data", report.job)
+            report.before = occupancy(conn, plans)
+            conn.rollback()
+            start_run(conn, run_id, "data", report.job, _undo_facts(report))
         recorded = True
 
         # Capture starts before the first row is read, so no change slips between copy
@@ -780,15 +788,21 @@ def copy_data(
         target.dispose()
 
 
+def _undo_facts(report: CopyReport) -> dict[str, Any]:
+    """What `ferry rollback` reads: each target before the run, and whether it was emptied."""
+    return {"before": report.before, "restart": report.restart}
+
+
 def _record_outcome(target: Target, report: CopyReport) -> None:
     """Close the run record: completed or failed, with the counts (checkpoints stay)."""
     summary = {
         "seconds": round(report.seconds, 3),
         "tables": {t.source: asdict(t.counts) for t in report.tables},
-        # what `ferry rollback` may drop, and what only a backup can undo
+        # what `ferry rollback` may drop or empty, and what only a backup can undo
         "targets": {
             t.target: {"created": t.created, "written": t.counts.written} for t in report.tables
         },
+        **_undo_facts(report),
         "warnings": report.warnings,
     }
     try:

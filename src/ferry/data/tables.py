@@ -8,7 +8,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Column, Engine, MetaData, Table, UniqueConstraint, inspect, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    UniqueConstraint,
+    inspect,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy import types as sat
 
 from ferry.data.expressions import compile_expression
@@ -305,3 +316,16 @@ def _defer_foreign_keys(plans: list[TablePlan]) -> None:
                     referred_columns=[c for c in remote if c],
                 )
             )
+
+
+def occupancy(conn: Connection, plans: list[TablePlan]) -> dict[str, str]:
+    """Per target table, before a run writes: `absent`, `empty` or `rows` (one indexed probe
+    per table). `ferry rollback` drops what was absent and empties what was empty."""
+    found: dict[str, str] = {}
+    for plan in plans:
+        if not plan.target_exists:
+            found[plan.target_name] = "absent"
+            continue
+        probe = select(literal(1)).select_from(plan.target).limit(1)
+        found[plan.target_name] = "empty" if conn.execute(probe).first() is None else "rows"
+    return found

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import getpass
 import os
+import shutil
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
@@ -46,6 +48,16 @@ class ChecksumPart:
 
 #: How the SQL splitter reads scripts (same names as `ferry.schema.splitter.Dialect`).
 SplitDialect = Literal["postgresql", "mysql", "sqlite", "generic"]
+
+
+_LOOPBACK = {"", "localhost", "127.0.0.1", "::1"}
+
+
+def is_local(url: URL) -> bool:
+    """The server runs on this machine (loopback host or a unix socket), so its data
+    directory, if the server names it, is a path this process can look at."""
+    host = url.host or str(url.query.get("host") or "")
+    return host in _LOOPBACK or host.startswith(("/", "127."))
 
 
 def client_label() -> str:
@@ -262,6 +274,28 @@ class Adapter:
         """The database's own row estimate for a table (statistics, no scan), if it keeps
         one: chunk planning needs only the order of magnitude."""
         return None
+
+    # --- disk space, for the free-space precondition ---
+
+    def data_directory(self, conn: Connection, url: URL) -> Path | None:
+        """The folder the database's files live in, when the server is on this machine and
+        tells (None otherwise: free space is then unknown, never guessed)."""
+        return None
+
+    def free_bytes(self, conn: Connection, url: URL) -> int | None:
+        """Free bytes on the disk holding the database's files, or None when unknown."""
+        folder = self.data_directory(conn, url)
+        if folder is None:
+            return None
+        try:
+            return shutil.disk_usage(folder).free
+        except OSError:  # not visible to this process (permissions, another mount namespace)
+            return None
+
+    def table_bytes(self, conn: Connection, tables: list[str]) -> dict[str, int]:
+        """On-disk bytes of tables with their indexes, from the catalog (no scan); tables
+        the database has no figure for are left out."""
+        return {}
 
     def list_routines(self, conn: Connection) -> list[str]:
         """Triggers, procedures and functions of the database (Ferry's own left out), as

@@ -9,5 +9,6 @@ FERRY_TABLES = frozenset(
         "ferry_deferred",
         "ferry_delta_log",
         "ferry_runs",
+        "ferry_schema_snapshot",
     }
 )

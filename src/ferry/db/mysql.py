@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import re
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pymysql
-from sqlalchemy import Connection, Table, func, literal_column, select, text, tuple_
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    exc,
+    func,
+    literal_column,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy import types as sat
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import URL
@@ -20,6 +31,7 @@ from ferry.db.adapter import (
     CanonKind,
     DeferredObject,
     LockHolder,
+    is_local,
     register,
 )
 
@@ -344,6 +356,27 @@ class MySQLAdapter(Adapter):
             f"connection {r[0]} ({r[1]}@{r[2]}) has had a transaction open for {r[3]} s"
             for r in rows
         ]
+
+    def data_directory(self, conn: Connection, url: URL) -> Path | None:
+        if not is_local(url):
+            return None
+        try:
+            found = conn.execute(text("SELECT @@datadir")).scalar()
+        except exc.DBAPIError:
+            return None
+        return Path(str(found)) if found else None
+
+    def table_bytes(self, conn: Connection, tables: list[str]) -> dict[str, int]:
+        if not tables:
+            return {}
+        rows = conn.execute(
+            text(
+                "SELECT TABLE_NAME, DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN :t"
+            ).bindparams(bindparam("t", expanding=True)),
+            {"t": list(tables)},
+        ).all()
+        return {str(name): int(size) for name, size in rows if size is not None}
 
     def estimated_rows(self, conn: Connection, table: str) -> int | None:
         found = conn.execute(

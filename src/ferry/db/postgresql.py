@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+from pathlib import Path
 from typing import Any
 
 import pgpq
 import pyarrow as pa
 import pyarrow.csv as pcsv
-from sqlalchemy import Column, Connection, MetaData, Table, select, text
+from sqlalchemy import Column, Connection, MetaData, Table, exc, select, text
 from sqlalchemy import types as sat
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL
@@ -20,6 +21,7 @@ from ferry.db.adapter import (
     DeferredObject,
     LockHolder,
     client_label,
+    is_local,
     register,
 )
 
@@ -261,6 +263,31 @@ class PostgresAdapter(Adapter):
 
     def drop_sql(self, kind: str, name: str) -> str:
         return f'DROP {kind} IF EXISTS "{name}" CASCADE'
+
+    def data_directory(self, conn: Connection, url: URL) -> Path | None:
+        if not is_local(url):
+            return None
+        try:
+            # superusers and members of pg_read_all_settings may read it
+            with conn.begin_nested():
+                found = conn.execute(text("SHOW data_directory")).scalar()
+        except exc.DBAPIError:
+            return None
+        return Path(str(found)) if found else None
+
+    def table_bytes(self, conn: Connection, tables: list[str]) -> dict[str, int]:
+        if not tables:
+            return {}
+        rows = conn.execute(
+            text(
+                "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_catalog.pg_class c "
+                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'm') "
+                "AND c.relname = ANY(:t)"
+            ),
+            {"t": list(tables)},
+        ).all()
+        return {str(name): int(size) for name, size in rows}
 
     def long_transactions(
         self, conn: Connection, tables: list[str], seconds: int = 30

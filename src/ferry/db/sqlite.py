@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Connection, Engine, Table, cast, event, text
+from sqlalchemy import Connection, Engine, Table, cast, event, exc, text
 from sqlalchemy import types as sat
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
@@ -224,6 +224,26 @@ class SQLiteAdapter(Adapter):
         if isinstance(column.type, sat.Numeric) and not isinstance(column.type, sat.Float):
             return cast(column, sat.Text).label(column.name)
         return column
+
+    def data_directory(self, conn: Connection, url: URL) -> Path | None:
+        path = database_path(url)
+        return None if path is None else path.resolve().parent
+
+    def table_bytes(self, conn: Connection, tables: list[str]) -> dict[str, int]:
+        if not tables:
+            return {}
+        try:
+            # dbstat: pages per b-tree; an index counts towards its table
+            rows = conn.execute(
+                text(
+                    "SELECT m.tbl_name, SUM(d.pgsize) FROM dbstat d "
+                    "JOIN sqlite_master m ON m.name = d.name GROUP BY m.tbl_name"
+                )
+            ).all()
+        except exc.DBAPIError:  # built without SQLITE_ENABLE_DBSTAT_VTAB
+            return {}
+        wanted = set(tables)
+        return {str(name): int(size) for name, size in rows if name in wanted}
 
     def list_routines(self, conn: Connection) -> list[str]:
         rows = conn.execute(

@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 import subprocess
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,6 +138,32 @@ def _user_tables(target: Target, tables: list[str] | None, include_ferry: bool) 
     return tables
 
 
+def touched_scope(target: Target, tables: Iterable[str], *, also: Iterable[str] = ()) -> list[str]:
+    """The tables a backup of what a run touches must hold: those of `tables` that exist,
+    every table linked to them by foreign keys (a restore drops and recreates a table, which
+    the database refuses while a table outside the backup references it), Ferry's own tables
+    and `also` (a renamed history table), when they exist."""
+    inspector = inspect(target.engine)
+    existing = inspector.get_table_names()
+    by_lower = {name.lower(): name for name in existing}
+    wanted = {by_lower[t.lower()] for t in tables if t.lower() in by_lower}
+    links: dict[str, set[str]] = {name: set() for name in existing}
+    for (_, name), keys in inspector.get_multi_foreign_keys().items():
+        for key in keys:
+            referred = key["referred_table"]
+            if name in links and referred in links:
+                links[name].add(referred)
+                links[referred].add(name)
+    queue = list(wanted)
+    while queue:
+        for linked in links.get(queue.pop(), ()):
+            if linked not in wanted:
+                wanted.add(linked)
+                queue.append(linked)
+    own = FERRY_TABLES | set(also)
+    return [name for name in existing if name in wanted or name in own]
+
+
 def create_backup(
     target: Target,
     root: Path,
@@ -145,7 +172,9 @@ def create_backup(
     run_id: str | None = None,
     include_ferry: bool = False,
 ) -> Backup:
-    """Back up `tables` (default: every table; Ferry's own only with `include_ferry`).
+    """Back up `tables` (default: every table; Ferry's own only with `include_ferry`). A
+    backup of some tables also dumps every view, so that a restore can drop and recreate
+    tables that views depend on.
 
     Raises:
         BackupError: the location is not writable, a tool is missing or fails.
@@ -159,7 +188,11 @@ def create_backup(
     folder.mkdir()
     database = str(target.url.database or "")
     try:
-        tool, version, file = _dump(target, folder, names)
+        dumped = names if tables is None else [*names, *views]
+        if dumped or tables is None or target.adapter.name == "sqlite":
+            tool, version, file = _dump(target, folder, dumped)
+        else:  # nothing to back up; pg_dump and mariadb-dump would dump everything
+            tool, version, file = "none", "", ""
         backup = Backup(
             backup_id,
             datetime.now(UTC).isoformat(timespec="seconds"),
@@ -325,7 +358,9 @@ def restore_backup(
         )
     tables = list(backup.tables)
     target.dispose()  # no pooled connection may hold the tables being replaced
-    if backup.dialect == "sqlite":
+    if not backup.file:
+        pass  # a backup of no tables: only the exact restore's drops below
+    elif backup.dialect == "sqlite":
         path = database_path(target.url)
         assert path is not None
         with sqlite3.connect(backup.folder / backup.file) as source, sqlite3.connect(path) as live:

@@ -2,44 +2,27 @@
 
 Schema runs: the undo scripts of the migrations that run applied, newest first; when one is
 missing, the backup safe mode made before that run (its manifest names the run), restored
-exactly. Data runs: the tables the run's job created are dropped; rows a copy loaded into
-tables that existed before can only come back from a backup. Every rollback is recorded in
-`ferry_runs` with its strategy, reason and timing.
+exactly. Data runs: see `data_runs` (drop what the run created, empty what was empty before
+it, else restore its backup). Every rollback is recorded in `ferry_runs` with its strategy,
+reason and timing, and the undone run is marked `rolled_back`.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import inspect
 
 from ferry.config.project import Project
-from ferry.data import state as data_state
-from ferry.db.target import open_target
+from ferry.db.target import Target, open_target
 from ferry.errors import FerryError
 from ferry.rollback.backup import list_backups, restore_backup
-from ferry.runs import finish_run, read_runs, start_run
+from ferry.rollback.data_runs import RollbackError, RollbackReport, undo_data_run
+from ferry.runs import finish_run, mark_run, read_runs, start_run
 from ferry.schema import commands
 from ferry.schema.history import RowType
 from ferry.schema.version import Version
-
-
-class RollbackError(FerryError):
-    """No strategy can undo the run."""
-
-    exit_code = 10
-
-
-@dataclass
-class RollbackReport:
-    run_id: str
-    strategy: str  # undo scripts | restore backup | drop created tables
-    detail: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 def rollback_run(
@@ -53,10 +36,8 @@ def rollback_run(
     """Undo run `run_id` on a target.
 
     Raises:
-        RollbackError: the run is unknown, or neither undo scripts nor a backup can undo it.
+        RollbackError: the run is unknown, or no strategy can undo it safely.
     """
-    started = time.perf_counter()
-    record = str(uuid.uuid4())
     with commands.open_session(project, target) as session:
         state = session.read_state()
         versions = {
@@ -72,48 +53,71 @@ def rollback_run(
             data_runs = [
                 r for r in read_runs(conn, limit=10_000) if r.run_id == run_id and r.type == "data"
             ]
-            start_run(conn, record, "rollback", f"rollback of {run_id}")
-        try:
+
+        def undo() -> RollbackReport:
             if versions:
-                report = _schema(project, session.target.name, run_id, versions, backup_root)
-            elif data_runs:
-                report = _data(session, run_id, data_runs[0].name, data_runs[0].summary)
-            else:
-                raise RollbackError(
-                    f"run {run_id} applied nothing that is still in place on target "
-                    f"`{session.target.name}`",
-                    hint="`ferry history` and `ferry runs` show the runs of a target",
+                return _schema(project, session.target.name, run_id, versions, backup_root)
+            if data_runs:
+                return undo_data_run(
+                    session.target,
+                    run_id,
+                    data_runs[0].name,
+                    data_runs[0].summary,
+                    backup_root=backup_root,
                 )
-        except FerryError as error:
-            with session.target.connect() as conn:
-                finish_run(
-                    conn,
-                    record,
-                    "failed",
-                    {"of": run_id, "reason": reason},
-                    str(error),
-                    kind="rollback",
-                    name=f"rollback of {run_id}",
-                )
-            raise
-        report.seconds = time.perf_counter() - started
-        with session.target.connect() as conn:
+            raise RollbackError(
+                f"run {run_id} applied nothing that is still in place on target "
+                f"`{session.target.name}`",
+                hint="`ferry history` and `ferry runs` show the runs of a target",
+            )
+
+        return record_rollback(session.target, run_id, reason, undo)
+
+
+def record_rollback(
+    target: Target, run_id: str, reason: str, undo: Callable[[], RollbackReport]
+) -> RollbackReport:
+    """Run `undo` as a rollback of `run_id`, recorded in `ferry_runs` with its reason,
+    strategy and timing (failed, with the error, when it raises); the undone run is marked
+    `rolled_back`."""
+    started = time.perf_counter()
+    record = str(uuid.uuid4())
+    name = f"rollback of {run_id}"
+    with target.connect() as conn:
+        start_run(conn, record, "rollback", name)
+    try:
+        report = undo()
+    except FerryError as error:
+        with target.connect() as conn:
             finish_run(
                 conn,
                 record,
-                "completed",
-                {
-                    "of": run_id,
-                    "reason": reason,
-                    "strategy": report.strategy,
-                    "detail": report.detail,
-                    "seconds": round(report.seconds, 3),
-                },
-                # a restore may have replaced ferry_runs itself
+                "failed",
+                {"of": run_id, "reason": reason},
+                str(error),
                 kind="rollback",
-                name=f"rollback of {run_id}",
+                name=name,
             )
-        return report
+        raise
+    report.seconds = time.perf_counter() - started
+    with target.connect() as conn:
+        finish_run(
+            conn,
+            record,
+            "completed",
+            {
+                "of": run_id,
+                "reason": reason,
+                "strategy": report.strategy,
+                "detail": report.detail,
+                "seconds": round(report.seconds, 3),
+            },
+            # a restore may have replaced ferry_runs itself
+            kind="rollback",
+            name=name,
+        )
+        mark_run(conn, run_id, "rolled_back")
+    return report
 
 
 def _schema(
@@ -145,35 +149,4 @@ def _schema(
     )
 
 
-def _data(
-    session: commands.Session, run_id: str, job: str, summary: dict[str, Any]
-) -> RollbackReport:
-    targets: dict[str, dict[str, Any]] = summary.get("targets", {})
-    created = [name for name, facts in targets.items() if facts.get("created")]
-    loaded = [
-        name for name, facts in targets.items() if not facts.get("created") and facts.get("written")
-    ]
-    if loaded:
-        raise RollbackError(
-            f"run {run_id} loaded rows into tables that existed before "
-            f"({', '.join(sorted(loaded))}); only a backup can take them out",
-            hint="restore the backup made before the copy with `ferry restore`",
-        )
-    names = set(inspect(session.target.engine).get_table_names())
-    dropped = []
-    table = data_state.checkpoints
-    with session.target.connect() as conn:
-        unchecked = session.target.adapter.unchecked_drops
-        if unchecked:
-            conn.exec_driver_sql(unchecked[0])
-        for name in created:
-            if name in names:
-                conn.exec_driver_sql(session.target.adapter.drop_sql("TABLE", name))
-                dropped.append(name)
-        if inspect(conn).has_table(table.name):
-            conn.execute(table.delete().where(table.c.job == job))
-        conn.commit()
-        if unchecked:
-            conn.exec_driver_sql(unchecked[1])
-            conn.commit()
-    return RollbackReport(run_id, "drop created tables", [f"dropped {name}" for name in dropped])
+__all__ = ["RollbackError", "RollbackReport", "record_rollback", "rollback_run"]

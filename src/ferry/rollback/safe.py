@@ -9,13 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ferry.config.project import ChecksSettings, Project
+from ferry.config.project import BackupScope, ChecksSettings, Project
 from ferry.db.target import Target
 from ferry.errors import FerryError
-from ferry.rollback.backup import Backup, create_backup, restore_backup
+from ferry.rollback.backup import Backup, create_backup, restore_backup, touched_scope
 from ferry.schema import commands
 from ferry.schema.commands import RunGuard, RunReport
 from ferry.schema.execute import StepResult
+from ferry.schema.preconditions import BackupNeed
 from ferry.validate.queries import Timing, compare_timings, run_smoke, time_queries
 from ferry.validate.report import ValidationReport
 
@@ -42,19 +43,33 @@ class ChecksFailed(FerryError):
 class _BackupGuard(RunGuard):
     root: Path
     checks: ChecksSettings
+    history_tables: tuple[str, ...] = ()
+    scope: BackupScope = BackupScope.TOUCHED
     backup: Backup | None = None
     restored: bool = False
     restore_error: str | None = None
     timings: dict[str, Timing] | None = None
     report: ValidationReport | None = None
 
+    def __post_init__(self) -> None:
+        self.backup_need = BackupNeed(self.root, self.scope is BackupScope.TOUCHED)
+
     def before(self, target: Target, run_id: str) -> None:
-        # Ferry's own tables too: the history must go back with the schema.
-        self.backup = create_backup(target, self.root, run_id=run_id, include_ferry=True)
+        # Ferry's own tables too: the history must go back with the schema. Only the tables
+        # the plan names when it can be read in full (new tables need no backup: an exact
+        # restore drops what came after it).
+        tables = None
+        if self.scope is BackupScope.TOUCHED and self.touched is not None:
+            tables = touched_scope(target, self.touched, also=self.history_tables)
+        self.backup = create_backup(
+            target, self.root, tables=tables, run_id=run_id, include_ferry=True
+        )
         self.timings = time_queries(target, self.checks)
 
     def after(self, target: Target) -> None:
         report = ValidationReport()
+        if self.schema is not None:
+            report.categories["schema"] = self.schema
         run_smoke(target, self.checks.application, report.category("application"))
         compare_timings(
             self.timings or {},
@@ -67,7 +82,8 @@ class _BackupGuard(RunGuard):
             errors = [e for c in report.categories.values() for e in c.errors]
             raise ChecksFailed(
                 "checks failed after the run: " + "; ".join(errors),
-                hint="make the migration keep these queries working and fast",
+                hint="make the migration keep these queries working and fast; a change "
+                'outside Ferry during the run fails it while `checks.schema_drift = "fail"`',
             )
 
     def on_failure(self, target: Target, error: BaseException) -> None:
@@ -98,7 +114,13 @@ def safe_apply(
         FerryError: the run failed and the restore did too (both reasons in the message),
             or the backup could not be made (nothing was applied).
     """
-    guard = _BackupGuard(backup_root, project.config.checks)
+    history = project.config.migrations.history_table
+    guard = _BackupGuard(
+        backup_root,
+        project.config.checks,
+        (history, "migration_branches"),
+        project.config.backups.scope,
+    )
     started = time.monotonic()
 
     def watch(result: StepResult) -> None:

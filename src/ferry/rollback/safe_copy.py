@@ -1,25 +1,32 @@
 """Modes for `ferry copy`: `dry_run` writes what the copy would do (DDL of the tables it
-would create, the key ranges per table) and changes nothing; `safe` backs up the target
-first, proves the copy with `ferry verify` afterwards, and on any failure restores the
-target exactly and says so."""
+would create, the key ranges per table) and changes nothing; `safe` checks free space,
+backs up the target tables the job touches (`backups.scope`), proves the copy with `ferry
+verify` afterwards, and on any failure undoes it by the fastest sound strategy, proven, and
+says which."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.schema import CreateTable
 
-from ferry.config.project import Project
+from ferry.config.project import BackupScope, Project
 from ferry.data.chunks import plan_ranges
 from ferry.data.copy import CopyReport, Progress, copy_data
 from ferry.data.endpoints import open_endpoint
 from ferry.data.spec import JobSpec
 from ferry.data.tables import plan_tables
+from ferry.db.space import check_space, sizes
+from ferry.db.target import Target
 from ferry.errors import FerryError
-from ferry.rollback.backup import Backup, create_backup, restore_backup
+from ferry.rollback.backup import create_backup, touched_scope
+from ferry.rollback.data_runs import RollbackReport, undo_data_run
+from ferry.rollback.runs import record_rollback
 from ferry.rollback.safe import RolledBack
+from ferry.runs import read_runs
 from ferry.validate.data import verify_job
 from ferry.validate.report import ValidationReport
 
@@ -78,17 +85,18 @@ def safe_copy(
     on_progress: Callable[[Progress], None] | None = None,
     workers: int | None = None,
 ) -> tuple[CopyReport, ValidationReport]:
-    """Back up the target, copy, prove; restore the target exactly on any failure.
+    """Check free space, back up what the copy touches, copy, prove; on any failure undo
+    the copy by the fastest sound strategy (drop the tables it created, empty those that
+    were empty, else restore the backup exactly) and prove that.
 
     Raises:
+        InsufficientSpace: the target's disk cannot hold the copy (nothing was changed).
         RolledBack: the copy or its proof failed; the target is as it was before.
+        FerryError: the copy failed and so did its rollback (both reasons in the message).
     """
-    target = open_endpoint(spec.target, key="target", spec_path=spec_path, project=project)
-    backup: Backup | None = None
-    try:
-        backup = create_backup(target, backup_root, include_ferry=True)
-    finally:
-        target.dispose()
+    run_id = str(uuid.uuid4())
+    scope = project.config.backups.scope if project is not None else BackupScope.TOUCHED
+    warnings = _backup_first(spec, spec_path, project, backup_root, run_id, scope)
     try:
         report = copy_data(
             spec,
@@ -97,7 +105,9 @@ def safe_copy(
             restart=restart,
             on_progress=on_progress,
             workers=workers,
+            run_id=run_id,
         )
+        report.warnings.extend(warnings)
         proof = verify_job(spec, spec_path=spec_path, project=project)
         if proof.status != "passed":
             errors = [e for c in proof.categories.values() for e in c.errors]
@@ -106,11 +116,62 @@ def safe_copy(
     except FerryError as error:
         target = open_endpoint(spec.target, key="target", spec_path=spec_path, project=project)
         try:
-            restore_backup(target, backup_root, backup.id, exact=True)
+            undone = _undo(target, run_id, backup_root, f"safe mode: {error.message}")
+        except FerryError as failure:
+            raise FerryError(
+                f"{error.message}\n  safe mode could not undo the copy: {failure.message}",
+                hint=failure.hint,
+            ) from error
         finally:
             target.dispose()
         raise RolledBack(
-            f"{error.message}\n  safe mode: the target was restored from backup {backup.id} "
-            "and proven equal to its state before the copy",
+            f"{error.message}\n  safe mode: the copy was undone by {undone.strategy} "
+            f"({'; '.join(undone.detail) or 'nothing had changed'}), proven",
             hint="fix the job or the data, then run the copy again",
         ) from error
+
+
+def _backup_first(
+    spec: JobSpec,
+    spec_path: Path,
+    project: Project | None,
+    backup_root: Path,
+    run_id: str,
+    scope: BackupScope,
+) -> list[str]:
+    """Free space, then the backup named after the run; returns precondition warnings."""
+    source = open_endpoint(spec.source, key="source", spec_path=spec_path, project=project)
+    target = open_endpoint(spec.target, key="target", spec_path=spec_path, project=project)
+    try:
+        plans = plan_tables(spec, source.engine, target.engine, file=spec_path)
+        existing = [p.target_name for p in plans if p.target_exists]
+        tables = touched_scope(target, existing) if scope is BackupScope.TOUCHED else None
+        backed_up = tables if tables is not None else inspect(target.engine).get_table_names()
+        space = check_space(
+            target,
+            sum(sizes(source, [p.source.name for p in plans]).values()),
+            f"copying {len(plans)} tables",
+            backup_root=backup_root,
+            backup_bytes=sum(sizes(target, backed_up).values()),
+        )
+        space.raise_if_short()
+        create_backup(target, backup_root, tables=tables, run_id=run_id, include_ferry=True)
+    finally:
+        source.dispose()
+        target.dispose()
+    warning = space.warning()
+    return [warning] if warning is not None else []
+
+
+def _undo(target: Target, run_id: str, backup_root: Path, reason: str) -> RollbackReport:
+    with target.connect() as conn:
+        records = [r for r in read_runs(conn, limit=10_000) if r.run_id == run_id]
+    # No record: the copy stopped before it wrote anything (its record comes first).
+    summary = records[0].summary if records else {"before": {}}
+    job = records[0].name if records else ""
+    return record_rollback(
+        target,
+        run_id,
+        reason,
+        lambda: undo_data_run(target, run_id, job, summary, backup_root=backup_root),
+    )

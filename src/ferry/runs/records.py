@@ -10,7 +10,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, Text, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.dialects import mysql
 
 # Microseconds on MySQL too: runs started in the same second must still sort.
@@ -47,8 +58,11 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def start_run(conn: Connection, run_id: str, kind: str, name: str) -> None:
-    """Record a run as running (commits)."""
+def start_run(
+    conn: Connection, run_id: str, kind: str, name: str, summary: dict[str, Any] | None = None
+) -> None:
+    """Record a run as running (commits), with what is known at its start (`summary`: what a
+    rollback needs even if the run never finishes)."""
     _meta.create_all(conn, checkfirst=True)
     conn.execute(
         runs.insert(),
@@ -59,6 +73,7 @@ def start_run(conn: Connection, run_id: str, kind: str, name: str) -> None:
                 "name": name[:200],
                 "status": "running",
                 "started_at": _now(),
+                "summary": json.dumps(summary, default=str) if summary is not None else None,
             }
         ],
     )
@@ -101,10 +116,15 @@ def finish_run(
     conn.commit()
 
 
+def mark_run(conn: Connection, run_id: str, status: str) -> None:
+    """Change a finished run's status (a rolled-back run becomes `rolled_back`; commits)."""
+    if inspect(conn).has_table(runs.name):
+        conn.execute(update(runs).where(runs.c.run_id == run_id).values(status=status))
+        conn.commit()
+
+
 def read_runs(conn: Connection, *, limit: int = 50) -> list[RunRecord]:
     """The latest runs, newest first."""
-    from sqlalchemy import inspect
-
     if not inspect(conn).has_table(runs.name):
         return []
     rows = conn.execute(select(runs).order_by(runs.c.started_at.desc()).limit(limit)).all()

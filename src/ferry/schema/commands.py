@@ -17,10 +17,12 @@ from ferry.schema.execute import Executor, StepResult
 from ferry.schema.history import AppliedState, History, HistoryRow, RowType
 from ferry.schema.lint import LintReport, lint_migrations, table_sizes
 from ferry.schema.plan import Action, Problem, Step, find_problems, plan_apply, plan_undo
-from ferry.schema.preconditions import Preconditions, check_preconditions
+from ferry.schema.preconditions import BackupNeed, Preconditions, check_preconditions
 from ferry.schema.scripts import MigrationSet, Script, discover
+from ferry.schema.snapshot import SchemaWatch, conclude, watch
 from ferry.schema.splitter import Statement
 from ferry.schema.version import Version
+from ferry.validate.report import Category, ValidationReport
 
 
 def load_migrations(project: Project) -> MigrationSet:
@@ -93,6 +95,15 @@ class RunGuard:
 
     #: precondition warnings found before the run (long transactions in the way)
     warnings: list[str] = []  # noqa: RUF012 - replaced per run, never mutated
+    #: the backup the guard will make, for the free-space precondition (None: no backup)
+    backup_need: BackupNeed | None = None
+    #: the tables the plan touches (set before `before`); None when that is not known
+    #: (a Python migration, SQL that could not be read): then everything counts as touched
+    touched: list[str] | None = None
+    #: the schema check after the run (set before `after`)
+    schema: Category | None = None
+    #: every check after the run, once `after` has made it
+    report: ValidationReport | None = None
 
     def before(self, target: Target, run_id: str) -> None:
         """Called once the lock is held and there is something to apply."""
@@ -124,6 +135,9 @@ class RunReport:
     risk: LintReport | None = None
     #: missing objects (errors) and long transactions in the way (warnings)
     preconditions: Preconditions | None = None
+    #: after a run: `schema` (drift against what the migrations produce) and, in safe
+    #: mode, the application and performance checks
+    validation: ValidationReport | None = None
 
     def sql_text(self) -> str:
         """The full SQL the run would execute, file by file."""
@@ -183,11 +197,14 @@ def plan(
         return report
 
 
-def _preconditions(session: Session, planned: list[PlannedScript]) -> Preconditions:
+def _preconditions(
+    session: Session, planned: list[PlannedScript], backup: BackupNeed | None = None
+) -> Preconditions:
     return check_preconditions(
         session.target,
         [p.step for p in planned],
         {p.step.script.name: [s.sql for s in p.statements] for p in planned},
+        backup=backup,
     )
 
 
@@ -261,24 +278,74 @@ def apply(
             state = session.read_state()
             steps = _apply_steps(session, state, to, out_of_order)
             report = RunReport(session.target.name, session.target.safe_url, run_id, False)
+            attributable: set[str] | None = None
             if guard is not None and steps:
-                found = _preconditions(session, _planned(session, steps))
+                found = _preconditions(session, _planned(session, steps), guard.backup_need)
+                if found.space is not None and not found.space.enough:
+                    raise found.space.error()
                 if found.errors:
                     raise StrategyError(
                         "preconditions fail: " + "; ".join(found.errors),
                         hint="fix the plan or the target first; nothing was changed",
                     )
-                guard.warnings = found.warnings
+                report.preconditions = found
+                guard.touched = sorted(found.tables) if found.complete else None
+                if found.complete:
+                    attributable = found.tables | found.created
+            seen = watch(session.target, session.history.table.name, has_history=bool(state.rows))
+            if guard is not None and steps:
+                assert report.preconditions is not None
+                report.preconditions.warnings += [
+                    f"drift before the run: {line}" for line in seen.drift_before
+                ]
+                guard.warnings = report.preconditions.warnings
                 guard.before(session.target, run_id)
             try:
                 _execute(session, state, steps, run_id, report, on_result, production)
+                report.validation = ValidationReport()
+                schema = report.validation.category("schema")
+                _check_schema(session, seen, run_id, bool(steps), attributable, schema)
                 if guard is not None and steps:
+                    guard.schema = schema
                     guard.after(session.target)
+                    if guard.report is not None:
+                        report.validation = guard.report
             except BaseException as error:
                 if guard is not None and steps:
                     guard.on_failure(session.target, error)
                 raise
             return report
+
+
+def _check_schema(
+    session: Session,
+    seen: SchemaWatch,
+    run_id: str,
+    changed: bool,
+    attributable: set[str] | None,
+    category: Category,
+) -> None:
+    """Drift after a run, into the report's `schema` category. Drift that was there before
+    the run is a warning. A table that changed during the run although no migration of it
+    names the table is drift introduced outside Ferry: it can only be told apart when every
+    statement of the plan was read (`attributable`; not with Python migrations, and tables
+    linked by foreign keys count as named), so only then, and only when the project sets
+    `checks.schema_drift = "fail"`, does it fail the run. Everything else the run changed is
+    taken as the migrations' doing, which is what they produced."""
+    if not changed and seen.recorded:  # nothing applied: compare only, the snapshot stays
+        drifted, introduced = seen.drift_before, list[str]()
+    else:
+        drifted, introduced = conclude(session.target, seen, run_id, attributable)
+    if seen.note:
+        category.warnings.append(seen.note)
+    category.warnings += [f"drift: {line}" for line in drifted if line not in introduced]
+    category.details["drift"] = drifted
+    for line in introduced:
+        message = f"changed outside Ferry during the run: {line}"
+        if session.project.config.checks.schema_drift == "fail":
+            category.fail(message)
+        else:
+            category.warnings.append(message)
 
 
 def _execute(
@@ -362,7 +429,12 @@ def undo(
                 only=only,
             )
             report = RunReport(session.target.name, session.target.safe_url, run_id, False)
+            seen = watch(session.target, session.history.table.name, has_history=bool(state.rows))
             _execute(session, state, planned, run_id, report, on_result)
+            report.validation = ValidationReport()
+            _check_schema(
+                session, seen, run_id, bool(planned), None, report.validation.category("schema")
+            )
             return report
 
 

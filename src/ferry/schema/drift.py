@@ -1,6 +1,8 @@
 """`ferry drift`: the live schema against the schema the applied migrations produce.
 
-The applied migrations (in the order the history says they ran) are replayed into a scratch
+By default the expected schema is the snapshot `ferry apply` records after every run
+(`ferry.schema.snapshot`). With `--replay`, or for a database no apply has snapshotted yet,
+the applied migrations (in the order the history says they ran) are replayed into a scratch
 database on the same server (a temporary file for SQLite), both schemas are reflected, and
 every table, column, index, foreign key, unique constraint, view and trigger that differs is
 reported: changed outside Ferry.
@@ -14,16 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, inspect
-
 from ferry.config.project import Project
-from ferry.db.bookkeeping import FERRY_TABLES
 from ferry.db.target import Target, open_url
 from ferry.errors import FerryError
 from ferry.schema.commands import Session, open_session
 from ferry.schema.execute import Executor
 from ferry.schema.history import History
 from ferry.schema.plan import Action, Step
+from ferry.schema.snapshot import compare, live_shape, read_snapshot
 
 
 @dataclass
@@ -31,104 +31,31 @@ class DriftReport:
     target: str
     differences: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: what the live schema was compared with: the last apply's snapshot, or a replay
+    method: str = ""
 
     @property
     def drifted(self) -> bool:
         return bool(self.differences)
 
 
-def _shape(engine: Engine, history_table: str, routines: list[str]) -> dict[str, Any]:
-    inspector = inspect(engine)
-    own = FERRY_TABLES | {history_table}
-    tables: dict[str, Any] = {}
-    for name in inspector.get_table_names():
-        if name in own:
-            continue
-        tables[name] = {
-            "columns": {
-                c["name"]: (str(c["type"]).upper().replace(" ", ""), c["nullable"])
-                for c in inspector.get_columns(name)
-            },
-            "primary_key": tuple(
-                inspector.get_pk_constraint(name).get("constrained_columns") or ()
-            ),
-            "indexes": {
-                tuple(i["column_names"]): bool(i.get("unique")) for i in inspector.get_indexes(name)
-            },
-            "foreign_keys": {
-                (tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
-                for f in inspector.get_foreign_keys(name)
-            },
-            "uniques": {tuple(u["column_names"]) for u in inspector.get_unique_constraints(name)},
-        }
-    views = {}
-    for name in inspector.get_view_names():
-        definition = inspector.get_view_definition(name) or ""
-        views[name] = " ".join(str(definition).split()).lower()
-    return {"tables": tables, "views": views, "routines": set(routines)}
-
-
-def _compare(expected: dict[str, Any], live: dict[str, Any]) -> list[str]:
-    found: list[str] = []
-    want, have = expected["tables"], live["tables"]
-    for name in sorted(set(have) - set(want)):
-        found.append(f"table `{name}` exists but no applied migration creates it")
-    for name in sorted(set(want) - set(have)):
-        found.append(f"table `{name}` is missing: the applied migrations create it")
-    for name in sorted(set(want) & set(have)):
-        w, h = want[name], have[name]
-        for column in sorted(set(h["columns"]) - set(w["columns"])):
-            found.append(f"column `{name}.{column}` was added outside Ferry")
-        for column in sorted(set(w["columns"]) - set(h["columns"])):
-            found.append(f"column `{name}.{column}` was dropped outside Ferry")
-        for column in sorted(set(w["columns"]) & set(h["columns"])):
-            (wt, wn), (ht, hn) = w["columns"][column], h["columns"][column]
-            if wt != ht:
-                found.append(f"column `{name}.{column}` is {ht}; the migrations make it {wt}")
-            if wn != hn:
-                found.append(
-                    f"column `{name}.{column}` is "
-                    f"{'NULL' if hn else 'NOT NULL'}; the migrations make it "
-                    f"{'NULL' if wn else 'NOT NULL'}"
-                )
-        if w["primary_key"] != h["primary_key"]:
-            found.append(
-                f"primary key of `{name}` is {list(h['primary_key'])}; the migrations "
-                f"make it {list(w['primary_key'])}"
-            )
-        for kind, label in (
-            ("indexes", "index"),
-            ("foreign_keys", "foreign key"),
-            ("uniques", "unique constraint"),
-        ):
-            extra = set(h[kind]) - set(w[kind])
-            gone = set(w[kind]) - set(h[kind])
-            for item in sorted(map(str, extra)):
-                found.append(f"{label} {item} on `{name}` was added outside Ferry")
-            for item in sorted(map(str, gone)):
-                found.append(f"{label} {item} on `{name}` was dropped outside Ferry")
-    for name in sorted(set(live["views"]) - set(expected["views"])):
-        found.append(f"view `{name}` exists but no applied migration creates it")
-    for name in sorted(set(expected["views"]) - set(live["views"])):
-        found.append(f"view `{name}` is missing: the applied migrations create it")
-    for name in sorted(set(expected["views"]) & set(live["views"])):
-        if expected["views"][name] != live["views"][name]:
-            found.append(f"view `{name}` was redefined outside Ferry")
-    for item in sorted(live["routines"] - expected["routines"]):
-        found.append(f"{item} exists but no applied migration creates it")
-    for item in sorted(expected["routines"] - live["routines"]):
-        found.append(f"{item} is missing: the applied migrations create it")
-    return found
-
-
-def drift(project: Project, target: str | None = None) -> DriftReport:
-    """Compare the live schema of a target with a replay of its applied migrations.
+def drift(project: Project, target: str | None = None, *, replay: bool = False) -> DriftReport:
+    """Compare the live schema of a target with the schema its applied migrations produce:
+    the snapshot the last `ferry apply` recorded, or (with `replay`, or when there is no
+    snapshot) a replay of the applied migrations into a scratch database.
 
     Raises:
         FerryError: the scratch database cannot be created (with the reason).
     """
     with open_session(project, target) as session:
         report = DriftReport(session.target.name)
+        history = session.history.table.name
+        found = None if replay else read_snapshot(session.target, history)
+        if found is not None:
+            report.method = f"snapshot of run {found.run_id} ({found.taken_at:%Y-%m-%d %H:%M:%S})"
+            report.differences = compare(found.shape, live_shape(session.target, history))
+            return report
+        report.method = "replay"
         state = session.read_state()
         if state.baseline is not None:
             report.warnings.append(
@@ -152,14 +79,8 @@ def drift(project: Project, target: str | None = None) -> DriftReport:
                 if script.description in state.repeatable:
                     steps.append(Step(Action.APPLY, script, None, "replay"))
             _replay(session, scratch, steps)
-            history = session.history.table.name
-            with scratch.connect() as conn:
-                expected_routines = scratch.adapter.list_routines(conn)
-            with session.target.connect() as conn:
-                live_routines = session.target.adapter.list_routines(conn)
-            report.differences = _compare(
-                _shape(scratch.engine, history, expected_routines),
-                _shape(session.target.engine, history, live_routines),
+            report.differences = compare(
+                live_shape(scratch, history), live_shape(session.target, history)
             )
         finally:
             cleanup()

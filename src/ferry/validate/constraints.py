@@ -67,9 +67,7 @@ def check_constraints(target: Target, tables: list[Table], category: Category) -
             for check in inspect(conn).get_check_constraints(table.name):
                 # NOT (x): a row whose check is NULL passes it, as the database decides.
                 broken = conn.execute(
-                    select(func.count())
-                    .select_from(table)
-                    .where(text(f"NOT ({check['sqltext']})"))
+                    select(func.count()).select_from(table).where(text(f"NOT ({check['sqltext']})"))
                 ).scalar()
                 if broken:
                     category.fail(
