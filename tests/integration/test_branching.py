@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
+from ferry.db.bookkeeping import FERRY_TABLES
 from ferry.errors import BranchError, StrategyError
 from ferry.schema import branching, commands
 from ferry.schema.dag import ancestors, heads
@@ -21,11 +22,7 @@ FEATURE = "-- ferry:branch feature\n"
 def _tables(url: str) -> set[str]:
     engine = engine_for(url)
     try:
-        return set(inspect(engine).get_table_names()) - {
-            "schema_migrations",
-            "migration_branches",
-            "ferry_schema_snapshot",
-        }
+        return set(inspect(engine).get_table_names()) - FERRY_TABLES
     finally:
         engine.dispose()
 

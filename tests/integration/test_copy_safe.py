@@ -146,5 +146,13 @@ def test_safe_copy_backs_up_only_the_tables_it_touches(tmp_path: Path, target_di
         )
         [newest] = [b for b in list_backups(tmp_path / "backups") if b.run_id == report.run_id]
         assert {"cams", "keep_me"} <= set(newest.tables)
+        # The proof is stored with the copy's run record.
+        target_ = open_url("t", target)
+        with target_.connect() as conn:
+            [copied] = [r for r in read_runs(conn) if r.run_id == report.run_id]
+        target_.dispose()
+        assert copied.status == "completed"
+        assert copied.summary["validation"]["status"] == "passed"
+        assert copied.summary["validation"]["categories"]["data"]["details"]["cams"]["missing"] == 0
     finally:
         drop()

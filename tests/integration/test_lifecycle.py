@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import inspect
 
+from ferry.db.bookkeeping import FERRY_TABLES
 from ferry.errors import MigrationFileError, StrategyError, ValidationFailed
 from ferry.schema import commands
 from tests.conftest import ProjectMaker, engine_for
@@ -70,10 +71,7 @@ def test_apply_status_history_undo_round_trip(maker: ProjectMaker) -> None:
 
     undone = commands.undo(project, to="0")
     assert [str(r.step.script.version) for r in undone.results] == ["2", "1.1", "1"]
-    assert (
-        _tables(maker.url) - {"schema_migrations", "migration_branches", "ferry_schema_snapshot"}
-        == set()
-    )
+    assert _tables(maker.url) - FERRY_TABLES == set()
     assert [line.state for line in commands.status(project).lines] == ["pending"] * 3
     # History keeps the story: three applies, three undos.
     assert [str(r.type) for r in commands.history(project)][-3:] == ["UNDO_SQL"] * 3

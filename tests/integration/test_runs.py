@@ -1,4 +1,5 @@
-"""Every copy leaves a run record in the target: running, then completed or failed."""
+"""Every run leaves a record in the target: running, then completed or failed — copies, schema
+runs (apply, undo) with their validation report, and verifications."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import pytest
 from ferry.data.copy import copy_data
 from ferry.data.spec import parse_job
 from ferry.data.transform import DataError
-from ferry.runs import read_runs
-from tests.conftest import engine_for
+from ferry.errors import FerryError
+from ferry.runs import RunRecord, read_runs
+from ferry.schema import commands
+from ferry.validate.data import verify_job
+from tests.conftest import ProjectMaker, engine_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,3 +51,68 @@ def test_failed_and_completed_runs_are_recorded(tmp_path: Path) -> None:
     assert completed.run_id == report.run_id
     assert completed.summary["tables"]["t"]["read"] == 2000
     assert completed.summary["tables"]["t"]["rejected"] == 500
+
+
+def run_records(url: str) -> list[RunRecord]:
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            return read_runs(conn)
+    finally:
+        engine.dispose()
+
+
+def test_schema_runs_are_recorded_with_their_validation(maker: ProjectMaker) -> None:
+    maker.write("V1__cameras.sql", "CREATE TABLE cameras (id INTEGER PRIMARY KEY);\n")
+    maker.write("U1__cameras.sql", "DROP TABLE cameras;\n")
+    maker.write("V2__bad.sql", "CREATE TABLE counts (id INTEGER PRIMARY KEY);\nBROKEN SQL;\n")
+    project = maker.project()
+    with pytest.raises(FerryError):
+        commands.apply(project)
+    maker.write("V2__bad.sql", "CREATE TABLE counts (id INTEGER PRIMARY KEY);\n")
+    maker.write("U2__bad.sql", "DROP TABLE counts;\n")
+    applied = commands.apply(project)
+    nothing = commands.apply(project)  # nothing to apply: no record
+    undone = commands.undo(project)
+
+    records = {r.run_id: r for r in run_records(maker.url)}
+    assert nothing.run_id not in records
+    failed = [r for r in records.values() if r.status == "failed"]
+    assert len(failed) == 1
+    assert failed[0].type == "schema"
+    assert "V2__bad.sql:2" in (failed[0].error or "")
+    assert failed[0].summary["planned"] == ["1 cameras", "2 bad"]
+    assert failed[0].summary["done"] == ["1 cameras"]
+
+    ok = records[applied.run_id]
+    assert (ok.type, ok.status, ok.name) == ("schema", "completed", "apply 2 bad")
+    assert ok.summary["done"] == ["2 bad"]
+    assert ok.summary["validation"]["categories"]["schema"]["status"] == "passed"
+    back = records[undone.run_id]
+    assert (back.status, back.name, back.summary["done"]) == ("completed", "undo 2 bad", ["2 bad"])
+
+
+def test_verify_is_recorded_as_a_validation_run(tmp_path: Path) -> None:
+    source = tmp_path / "src.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, i) for i in range(1, 11)])
+    target = tmp_path / "dst.db"
+    job = tmp_path / "job.yaml"
+    job.write_text(f"source: sqlite:///{source}\ntarget: sqlite:///{target}\n")
+    spec = parse_job(job.read_text(), path=job)
+    copied = copy_data(spec, spec_path=job)
+    passed = verify_job(spec, spec_path=job)
+    with sqlite3.connect(target) as conn:
+        conn.execute("DELETE FROM t WHERE id = 3")
+    failed = verify_job(spec, spec_path=job)
+
+    records = run_records(f"sqlite:///{target}")
+    checks = [r for r in records if r.type == "validation"]
+    assert [(r.name, r.status) for r in checks] == [
+        ("verify job", "failed"),
+        ("verify job", "completed"),
+    ]
+    assert checks[0].summary["validation"] == failed.as_dict()
+    assert checks[1].summary["validation"] == passed.as_dict()
+    assert "validation" not in next(r for r in records if r.run_id == copied.run_id).summary

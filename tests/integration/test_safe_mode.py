@@ -11,14 +11,17 @@ from sqlalchemy import inspect, text
 from ferry.rollback.safe import RolledBack, safe_apply
 from ferry.schema import commands
 from tests.conftest import ProjectMaker, engine_for
+from tests.integration.test_runs import run_records
 
 pytestmark = pytest.mark.integration
 
 
 def _snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every table's rows, but the run records: those of the failed run and of its rollback
+    are kept on purpose."""
     engine = engine_for(url)
     try:
-        names = sorted(inspect(engine).get_table_names())
+        names = sorted(set(inspect(engine).get_table_names()) - {"ferry_runs"})
         with engine.connect() as conn:
             return {
                 name: sorted(
@@ -63,6 +66,19 @@ def test_failure_in_safe_mode_restores_the_database(maker: ProjectMaker, tmp_pat
         "pending",
         "pending",
     ]
+    # The run and its automatic rollback are on record: why, how, how long.
+    runs = run_records(maker.url)
+    failed = [r for r in runs if r.type == "schema" and r.status == "rolled_back"]
+    assert len(failed) == 1
+    assert failed[0].name == "apply 2 counts .. 3 broken"
+    assert "V3__broken.sql:3" in (failed[0].error or "")
+    assert failed[0].summary["done"] == ["2 counts"]
+    rollback = [r for r in runs if r.type == "rollback"]
+    assert len(rollback) == 1
+    assert rollback[0].summary["of"] == failed[0].run_id
+    assert rollback[0].summary["strategy"] == "restore backup"
+    assert rollback[0].summary["reason"].startswith("automatic (safe mode): ")
+    assert rollback[0].summary["seconds"] > 0
 
     maker.write("V3__broken.sql", "CREATE TABLE extra (id INTEGER PRIMARY KEY);\n")
     report = safe_apply(project, None, backup_root=backups)

@@ -612,7 +612,8 @@ def runs(
     as_json: JsonOpt = False,
     limit: Annotated[int, typer.Option(min=1, help="how many, newest first")] = 20,
 ) -> None:
-    """Data runs recorded in a target (ferry_runs): status, times, counts, errors."""
+    """Runs recorded in a target (ferry_runs): schema runs, copies, verifications and
+    rollbacks, with status, times, errors; --json adds each summary (validation reports)."""
     opened = open_target(_project(), target)
     try:
         with opened.connect() as conn:

@@ -13,6 +13,8 @@ from ferry.config.project import BackupScope, ChecksSettings, Project
 from ferry.db.target import Target
 from ferry.errors import FerryError
 from ferry.rollback.backup import Backup, create_backup, restore_backup, touched_scope
+from ferry.rollback.data_runs import RollbackReport
+from ferry.rollback.runs import record_rollback
 from ferry.schema import commands
 from ferry.schema.commands import RunGuard, RunReport
 from ferry.schema.execute import StepResult
@@ -48,6 +50,7 @@ class _BackupGuard(RunGuard):
     backup: Backup | None = None
     restored: bool = False
     restore_error: str | None = None
+    run_id: str = ""
     timings: dict[str, Timing] | None = None
     report: ValidationReport | None = None
 
@@ -55,6 +58,7 @@ class _BackupGuard(RunGuard):
         self.backup_need = BackupNeed(self.root, self.scope is BackupScope.TOUCHED)
 
     def before(self, target: Target, run_id: str) -> None:
+        self.run_id = run_id
         # Ferry's own tables too: the history must go back with the schema. Only the tables
         # the plan names when it can be read in full (new tables need no backup: an exact
         # restore drops what came after it).
@@ -87,11 +91,23 @@ class _BackupGuard(RunGuard):
             )
 
     def on_failure(self, target: Target, error: BaseException) -> None:
-        if self.backup is None:
+        backup = self.backup
+        if backup is None:
             return
+
+        def restore() -> RollbackReport:
+            restore_backup(target, self.root, backup.id, exact=True)
+            return RollbackReport(
+                self.run_id,
+                "restore backup",
+                [f"restored backup {backup.id}: {len(backup.tables)} tables match their checksums"],
+            )
+
+        # Recorded as a rollback of the run, with the trigger (the error) and its timing.
+        reason = error.message if isinstance(error, FerryError) else f"{type(error).__name__}"
         try:
-            restore_backup(target, self.root, self.backup.id, exact=True)
-            self.restored = True
+            record_rollback(target, self.run_id, f"automatic (safe mode): {reason}", restore)
+            self.restored = self.rolled_back = True
         except FerryError as failure:
             self.restore_error = str(failure)
 

@@ -108,7 +108,7 @@ def safe_copy(
             run_id=run_id,
         )
         report.warnings.extend(warnings)
-        proof = verify_job(spec, spec_path=spec_path, project=project)
+        proof = verify_job(spec, spec_path=spec_path, project=project, run_id=run_id)
         if proof.status != "passed":
             errors = [e for c in proof.categories.values() for e in c.errors]
             raise FerryError("the copy does not prove right: " + "; ".join(errors[:5]))

@@ -1,5 +1,21 @@
 """Run records: one row per execution of a plan or a job, with its status and summary."""
 
-from ferry.runs.records import RunRecord, finish_run, mark_run, read_runs, start_run
+from ferry.runs.records import (
+    RunRecord,
+    attach_to_run,
+    finish_run,
+    mark_run,
+    read_runs,
+    start_run,
+)
+from ferry.runs.schema_runs import SchemaRunLog
 
-__all__ = ["RunRecord", "finish_run", "mark_run", "read_runs", "start_run"]
+__all__ = [
+    "RunRecord",
+    "SchemaRunLog",
+    "attach_to_run",
+    "finish_run",
+    "mark_run",
+    "read_runs",
+    "start_run",
+]

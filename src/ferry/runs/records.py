@@ -141,3 +141,20 @@ def read_runs(conn: Connection, *, limit: int = 50) -> list[RunRecord]:
         )
         for r in rows
     ]
+
+
+def attach_to_run(conn: Connection, run_id: str, key: str, value: Any) -> bool:
+    """Add `key` to a recorded run's summary (a validation report, say; commits). False when
+    the run has no record."""
+    if not inspect(conn).has_table(runs.name):
+        return False
+    found = conn.execute(select(runs.c.summary).where(runs.c.run_id == run_id)).first()
+    if found is None:
+        return False
+    summary = json.loads(found.summary) if found.summary else {}
+    summary[key] = value
+    conn.execute(
+        update(runs).where(runs.c.run_id == run_id).values(summary=json.dumps(summary, default=str))
+    )
+    conn.commit()
+    return True

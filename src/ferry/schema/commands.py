@@ -12,6 +12,7 @@ from ferry.config.project import Project, Strategy
 from ferry.db.lock import migration_lock
 from ferry.db.target import Target, open_target
 from ferry.errors import StrategyError
+from ferry.runs import SchemaRunLog
 from ferry.schema.dag import link, topological_order
 from ferry.schema.execute import Executor, StepResult
 from ferry.schema.history import AppliedState, History, HistoryRow, RowType
@@ -104,6 +105,8 @@ class RunGuard:
     schema: Category | None = None
     #: every check after the run, once `after` has made it
     report: ValidationReport | None = None
+    #: `on_failure` undid the run (the database is as it was before it)
+    rolled_back: bool = False
 
     def before(self, target: Target, run_id: str) -> None:
         """Called once the lock is held and there is something to apply."""
@@ -300,6 +303,7 @@ def apply(
                 ]
                 guard.warnings = report.preconditions.warnings
                 guard.before(session.target, run_id)
+            log = _run_log(session, run_id, "apply", steps)
             try:
                 _execute(session, state, steps, run_id, report, on_result, production)
                 report.validation = ValidationReport()
@@ -311,10 +315,35 @@ def apply(
                     if guard.report is not None:
                         report.validation = guard.report
             except BaseException as error:
+                undone = False
                 if guard is not None and steps:
                     guard.on_failure(session.target, error)
+                    undone = guard.rolled_back
+                if log is not None:
+                    checked = guard.report if guard is not None else None
+                    log.fail(
+                        _done(report),
+                        error,
+                        rolled_back=undone,
+                        validation=(checked or report.validation or ValidationReport()).as_dict(),
+                    )
                 raise
+            if log is not None:
+                log.finish(_done(report), report.validation.as_dict())
             return report
+
+
+def _run_log(session: Session, run_id: str, action: str, steps: list[Step]) -> SchemaRunLog | None:
+    """The run's record in ferry_runs, started; None when there is nothing to run."""
+    if not steps:
+        return None
+    log = SchemaRunLog(session.target, run_id, action, [step.label for step in steps])
+    log.start()
+    return log
+
+
+def _done(report: RunReport) -> list[str]:
+    return [result.step.label for result in report.results if result.status != "failed"]
 
 
 def _check_schema(
@@ -430,11 +459,19 @@ def undo(
             )
             report = RunReport(session.target.name, session.target.safe_url, run_id, False)
             seen = watch(session.target, session.history.table.name, has_history=bool(state.rows))
-            _execute(session, state, planned, run_id, report, on_result)
-            report.validation = ValidationReport()
-            _check_schema(
-                session, seen, run_id, bool(planned), None, report.validation.category("schema")
-            )
+            log = _run_log(session, run_id, "undo", planned)
+            try:
+                _execute(session, state, planned, run_id, report, on_result)
+                report.validation = ValidationReport()
+                _check_schema(
+                    session, seen, run_id, bool(planned), None, report.validation.category("schema")
+                )
+            except BaseException as error:
+                if log is not None:
+                    log.fail(_done(report), error, rolled_back=False)
+                raise
+            if log is not None:
+                log.finish(_done(report), report.validation.as_dict())
             return report
 
 

@@ -10,6 +10,7 @@ target refused at load are in `ferry_rejects` and are not counted missing.
 from __future__ import annotations
 
 import json
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,6 +32,7 @@ from ferry.data.tables import TablePlan, plan_tables
 from ferry.data.transform import ROW, Transformer
 from ferry.db.target import Target
 from ferry.errors import ConfigError
+from ferry.runs import attach_to_run, finish_run, start_run
 from ferry.validate.checksums import Side, keeps_values, locate, sides
 from ferry.validate.compare import Canon, Diff, compare, key_strings
 from ferry.validate.constraints import check_constraints
@@ -96,8 +98,10 @@ def verify_job(
     canon: Canon | None = None,
     max_keys: int = 20,
     method: Method = Method.AUTO,
+    run_id: str | None = None,
 ) -> ValidationReport:
-    """Compare the job's target with its source as transformed by the job.
+    """Compare the job's target with its source as transformed by the job. The report is
+    stored with run `run_id` (the copy it proves), or as a run of its own.
 
     Raises:
         ConfigError: a target table does not exist yet (nothing was copied).
@@ -124,10 +128,22 @@ def verify_job(
             check = _check_table(source, target, plan, spec, job, canon, max_keys, method)
             _report_table(data, check, max_keys)
         check_constraints(target, [p.target for p in plans], report.category("constraint"))
+        _store(target, report, run_id, job)
         return report
     finally:
         source.dispose()
         target.dispose()
+
+
+def _store(target: Target, report: ValidationReport, run_id: str | None, job: str) -> None:
+    found = report.as_dict()
+    with target.connect() as conn:
+        if run_id is not None and attach_to_run(conn, run_id, "validation", found):
+            return
+        record = run_id or str(uuid.uuid4())
+        start_run(conn, record, "validation", f"verify {job}")
+        status = "completed" if report.status == "passed" else "failed"
+        finish_run(conn, record, status, {"validation": found})
 
 
 def _target_key(plan: TablePlan) -> list[str]:
