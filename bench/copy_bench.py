@@ -605,9 +605,11 @@ def run_child(job_file: Path, workers: int, profile_out: Path | None) -> int:
 
         profiler = cProfile.Profile()
         profiler.enable()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     report = copy_data(spec, spec_path=job_file, workers=workers, on_progress=on_progress)
     seconds = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile_out)
@@ -618,6 +620,9 @@ def run_child(job_file: Path, workers: int, profile_out: Path | None) -> int:
         "load_seconds": (last_commit[0] - t0) if last_commit[0] else seconds,
         "rss_mib": peak / 1024,
         "rss_ready_mib": ready / 1024,
+        # CPU of this process (all its threads) during copy_data: steadier than wall clock
+        # when other sessions share the machine; the databases' CPU is not in it.
+        "cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
         "warnings": report.warnings,
         "stages": stages.seconds,
         "tables": {
@@ -796,7 +801,8 @@ def run_transforms(args: argparse.Namespace, servers: Servers, targets: Targets)
 
         print(
             f"\n{'workers':>7} {'copy s':>7} {'load s':>7} {'rows/s':>10} {'load rows/s':>11} "
-            f"{'MB/s':>6} {'Arrow MB/s':>10} {'peak RSS':>9} {'(ready)':>9} {'proc s':>7}"
+            f"{'MB/s':>6} {'Arrow MB/s':>10} {'peak RSS':>9} {'(ready)':>9} {'proc s':>7} "
+            f"{'cpu s':>6}"
         )
         for workers, run in results:
             res = run.result
@@ -806,12 +812,13 @@ def run_transforms(args: argparse.Namespace, servers: Servers, targets: Targets)
                 f"{mb(data_bytes) / res['seconds']:>6.1f} "
                 f"{mb(analytics_arrow) / res['seconds']:>10.1f} {res['rss_mib']:>5.0f} MiB "
                 f"{res['rss_ready_mib']:>5.0f} MiB "
-                f"{run.wall:>7.2f}{run.note}"
+                f"{run.wall:>7.2f} {res.get('cpu_s', 0.0):>6.2f}{run.note}"
             )
         print(
             "(copy s: copy_data call; load s: until the last chunk committed, the rest is "
             "indexes and FKs; rows/s over all copied rows; (ready): RSS after imports, before "
-            "the copy; proc s: the child process)"
+            "the copy; proc s: the child process; cpu s: its CPU time during copy_data, databases "
+            "not included)"
         )
         print("stages, seconds summed over worker threads:")
         for workers, run in results:
@@ -1016,7 +1023,8 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
     print(
         f"{'ferry (copy_data only)':<28} {run.result['seconds']:>8.2f} "
         f"{total / run.result['seconds']:>11,.0f}   (load done at "
-        f"{run.result['load_seconds']:.2f} s, then indexes and FKs)"
+        f"{run.result['load_seconds']:.2f} s, then indexes and FKs; "
+        f"{run.result.get('cpu_s', 0.0):.2f} s CPU in the Ferry process)"
     )
     if loader_s is not None:
         print(

@@ -55,6 +55,8 @@ class _Marks:
         self.gone = pa.array(np.zeros(n, dtype=bool))
         self.filtered = pa.array(np.zeros(n, dtype=bool))
         self.reasons: dict[int, tuple[str, str]] = {}
+        #: whether any row has left (most batches lose none: nothing to filter then)
+        self.any_gone = False
 
     def _fresh(self, mask: Any, rows: Any) -> Any:
         """Rows of `rows[mask]` that have not left the batch already."""
@@ -72,6 +74,7 @@ class _Marks:
         for row, value in zip(chosen.to_pylist(), shown, strict=True):
             self.reasons[row] = (rule, message.format(value=value))
         self.gone = pc.or_(self.gone, pc.is_in(self.all_rows, value_set=chosen))
+        self.any_gone = True
 
     def filter_out(self, mask: Any, rows: Any) -> None:
         chosen, _ = self._fresh(mask, rows)
@@ -79,6 +82,7 @@ class _Marks:
             hit = pc.is_in(self.all_rows, value_set=chosen)
             self.filtered = pc.or_(self.filtered, hit)
             self.gone = pc.or_(self.gone, hit)
+            self.any_gone = True
 
 
 class Deduper:
@@ -298,6 +302,8 @@ class Transformer:
         return work
 
     def _drop_marked(self, work: pa.Table, marks: _Marks) -> pa.Table:
+        if not marks.any_gone:
+            return work
         return work.filter(pc.invert(pc.take(marks.gone, work[ROW])))
 
     def _cast(self, work: pa.Table, marks: _Marks) -> pa.Table:

@@ -24,6 +24,7 @@ from ferry.db.adapter import (
     is_local,
     register,
 )
+from ferry.db.pgbinary import HEADER, TRAILER, encode_rows
 
 
 def lock_key(key: str) -> int:
@@ -100,8 +101,9 @@ class PostgresAdapter(Adapter):
         return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     def bulk_insert(self, conn: Connection, table: Table, data: pa.Table) -> None:
-        """COPY in PostgreSQL's binary format, encoded from Arrow buffers by pgpq: no Python
-        object per value, and no text for the server to parse.
+        """COPY in PostgreSQL's binary format, encoded from Arrow buffers (numpy for
+        fixed-width NULL-free columns, else pgpq): no Python object per value, and no text
+        for the server to parse.
 
         Binary COPY needs each value in exactly its column's type, so it is used when every
         column is of a kind whose Arrow type matches (numbers, text, booleans, dates,
@@ -112,12 +114,16 @@ class PostgresAdapter(Adapter):
         preparer = conn.dialect.identifier_preparer
         columns = ", ".join(preparer.quote(name) for name in data.column_names)
         binary = _binary_ready(table, data)
+        payload: list[Any]
         if binary is not None:
-            encoder = pgpq.ArrowToPostgresBinaryEncoder(binary.schema)
-            chunks = [encoder.write_header()]
-            chunks += [encoder.write_batch(batch) for batch in binary.to_batches()]
-            chunks.append(encoder.finish())
-            payload: Any = b"".join(chunks)
+            rows = encode_rows(binary)
+            if rows is not None:
+                payload = [HEADER, rows.data.cast("B"), TRAILER]
+            else:
+                encoder = pgpq.ArrowToPostgresBinaryEncoder(binary.schema)
+                payload = [encoder.write_header()]
+                payload += [encoder.write_batch(batch) for batch in binary.to_batches()]
+                payload.append(encoder.finish())
             fmt = "binary"
         else:
             buffer = io.BytesIO()
@@ -126,13 +132,14 @@ class PostgresAdapter(Adapter):
                 buffer,
                 pcsv.WriteOptions(include_header=False, batch_size=max(data.num_rows, 1)),
             )
-            payload = buffer.getbuffer()
+            payload = [buffer.getbuffer()]
             fmt = "csv"
         sql = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN (FORMAT {fmt})"
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             with cursor.copy(sql) as copy:
-                copy.write(payload)
+                for part in payload:  # written one by one: no joined copy of the whole
+                    copy.write(part)
         finally:
             cursor.close()
 
