@@ -1,4 +1,4 @@
-"""Benchmark `ferry copy` from MariaDB into PostgreSQL, next to the physical limit and pgloader.
+"""Benchmark `ferry copy` from MariaDB into PostgreSQL, next to the physical limit, pgloader, dlt.
 
 Two modes; both print figures (this is not a test) and exit non-zero only when something
 broke (a copy failed, row counts differ).
@@ -45,13 +45,28 @@ Default mode (transforms on)
     foreign keys of both targets are compared with the source. Install pgloader with
     ``bash bench/setup.sh``.
 
+``--plain --dlt``
+    Also copies the source with dlt, tuned as in issue 3 ("connectorx reader, parquet files,
+    ADBC loader"): ``bench/dlt_peer.py``, run by the separate virtual environment
+    ``bench/.venv-dlt`` that ``bash bench/setup.sh`` makes, into a third fresh database:
+    ``sql_database(backend="connectorx")`` streaming Arrow batches, ``loader_file_format=
+    "parquet"`` (loaded into PostgreSQL through ADBC), ``write_disposition="replace"``, the
+    same number of extract threads, normalize processes and load threads as Ferry's workers.
+    Timed as a process, wall clock, like pgloader; its row counts are checked against the
+    source and the ratio dlt / Ferry is printed, by process wall and by data alone (dlt's
+    pipeline seconds against the moment Ferry's last chunk was committed). dlt creates the
+    tables with no primary keys, secondary indexes or foreign keys (the table of counts shows
+    what each target has), so its figure is for the data alone while Ferry's process wall
+    includes its indexes and FKs.
+
 Run from the repository root with the project's virtual environment active::
 
-    bash bench/setup.sh                              # once: pgloader (for --plain)
+    bash bench/setup.sh                              # once: pgloader, dlt venv (--plain)
     python bench/copy_bench.py --rows 1000000        # quick iteration
     python bench/copy_bench.py                       # 5,000,000 rows, workers 1,2,4
     python bench/copy_bench.py --workers 2 --profile # cProfile one synchronous copy
     python bench/copy_bench.py --plain               # Ferry next to pgloader
+    python bench/copy_bench.py --plain --dlt         # ... and next to tuned dlt
     python bench/copy_bench.py --regenerate          # rebuild the source
 
 Servers: MariaDB at ``--mysql`` (default ``root@127.0.0.1:3306``, no password) and PostgreSQL
@@ -62,7 +77,7 @@ dropped at the end unless ``--keep``. The source is kept for the next run; drop 
     mariadb -h 127.0.0.1 -u root -e 'DROP DATABASE ferry_bench_src'
 
 Targets: analytics with transforms >= 750,000 rows/s, peak RSS < 1 GiB, plain copy >= 2.5x
-faster than pgloader.
+faster than pgloader and faster than tuned dlt (issue 3).
 """
 
 from __future__ import annotations
@@ -100,6 +115,9 @@ RESULT_MARK = "@@COPY_BENCH_RESULT@@ "
 TARGET_ROWS_PER_S = 750_000
 TARGET_RSS_MIB = 1024
 TARGET_PLAIN_RATIO = 2.5
+DLT_PYTHON = Path(__file__).resolve().parent / ".venv-dlt" / "bin" / "python"
+DLT_PEER = Path(__file__).resolve().parent / "dlt_peer.py"
+DLT_RESULT_MARK = "@@DLT_PEER_RESULT@@ "
 
 
 class BenchError(Exception):
@@ -117,6 +135,9 @@ class Servers:
 
     def mysql_url(self, database: str = SOURCE_DB) -> str:
         return f"mysql://{self.my_user}@{self.my_host}:{self.my_port}/{database}"
+
+    def sqlalchemy_mysql_url(self, database: str = SOURCE_DB) -> str:
+        return f"mysql+pymysql://{self.my_user}@{self.my_host}:{self.my_port}/{database}"
 
     def pg_url(self, database: str) -> str:
         return f"postgresql://{self.pg_user}@{self.pg_host}:{self.pg_port}/{database}"
@@ -513,12 +534,13 @@ def pg_table_stats(servers: Servers, database: str, tables: tuple[str, ...]) -> 
         indexes = conn.execute(
             "SELECT COUNT(*) FROM pg_indexes WHERE tablename = ANY(%s)", (list(tables),)
         ).fetchone()[0]
-        fks = conn.execute(
-            "SELECT COUNT(*) FROM information_schema.table_constraints "
-            "WHERE constraint_type = 'FOREIGN KEY' AND table_name = ANY(%s)",
+        fks, pks = conn.execute(
+            "SELECT COUNT(*) FILTER (WHERE constraint_type = 'FOREIGN KEY'), "
+            "COUNT(*) FILTER (WHERE constraint_type = 'PRIMARY KEY') "
+            "FROM information_schema.table_constraints WHERE table_name = ANY(%s)",
             (list(tables),),
-        ).fetchone()[0]
-    return {"counts": counts, "indexes": int(indexes), "fks": int(fks)}
+        ).fetchone()
+    return {"counts": counts, "indexes": int(indexes), "fks": int(fks), "pks": int(pks)}
 
 
 # --- the Ferry child: runs copy_data in a fresh interpreter, prints one JSON line ---
@@ -952,9 +974,15 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
             (SOURCE_DB,),
         )
         src_fks = int(cur.fetchone()[0])
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.table_constraints "
+            "WHERE constraint_schema = %s AND constraint_type = 'PRIMARY KEY'",
+            (SOURCE_DB,),
+        )
+        src_pks = int(cur.fetchone()[0])
     print(
         f"\nplain copy of {SOURCE_DB}: {len(ALL_TABLES)} tables, {total:,} rows, "
-        f"{src_indexes} indexes (incl. primary keys), {src_fks} foreign keys; "
+        f"{src_indexes} indexes (incl. {src_pks} primary keys), {src_fks} foreign keys; "
         f"InnoDB data_length {mb(source_bytes(servers, ALL_TABLES)):,.0f} MB"
     )
     failures = 0
@@ -1015,6 +1043,12 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
             summary = text[text.find("             table name") :] if "table name" in text else ""
             print(summary.rstrip()[-3000:])
 
+        dlt_run: DltRun | None = None
+        if args.dlt:
+            dlt_run = run_dlt(servers, targets, workdir, workers)
+            if dlt_run is not None:
+                failures += 0 if dlt_run.ok else 1
+
     print(f"\n{'':<28} {'seconds':>8} {'rows/s':>11} {'peak RSS':>9}")
     print(
         f"{'ferry (process wall)':<28} {run.wall:>8.2f} {total / run.wall:>11,.0f} "
@@ -1036,27 +1070,110 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
             f"\nratio pgloader / ferry (process wall): {ratio:.2f}x (target >= "
             f"{TARGET_PLAIN_RATIO}x: {'met' if ratio >= TARGET_PLAIN_RATIO else 'MISSED'})"
         )
+    if dlt_run is not None and dlt_run.ok:
+        print(
+            f"{'dlt (process wall)':<28} {dlt_run.wall:>8.2f} {total / dlt_run.wall:>11,.0f}"
+            f"{'':>10}{dlt_run.note}"
+        )
+        stages = dlt_run.result["stages"]
+        print(
+            f"{'dlt (pipeline only)':<28} {dlt_run.result['seconds']:>8.2f} "
+            f"{total / dlt_run.result['seconds']:>11,.0f}   (extract {stages['extract']:.2f}, "
+            f"normalize {stages['normalize']:.2f}, load {stages['load']:.2f} s; "
+            f"load jobs {dlt_run.result['load_formats']}; data only: no primary keys, "
+            "secondary indexes or foreign keys)"
+        )
+        ratio = dlt_run.wall / run.wall
+        print(
+            f"\nratio dlt / ferry (process wall): {ratio:.2f}x (Ferry's time includes its "
+            f"indexes and FKs; dlt's has none)"
+        )
+        data_ratio = dlt_run.result["seconds"] / run.result["load_seconds"]
+        print(
+            f"ratio dlt / ferry (data only: dlt pipeline vs Ferry's last chunk committed): "
+            f"{data_ratio:.2f}x"
+        )
     print(f"ferry stages (s, summed over {workers} workers): {format_stages(run.result['stages'])}")
 
-    print(f"\n{'table':<15} {'source':>10} {'ferry':>10} {'pgloader':>10}")
+    peers: list[tuple[str, dict[str, Any] | None]] = [("pgloader", loader_stats)]
+    if args.dlt:
+        peers.append(("dlt", dlt_run.stats if dlt_run is not None else None))
+    head = "".join(f" {name:>10}" for name, _ in peers)
+    print(f"\n{'table':<15} {'source':>10} {'ferry':>10}{head}")
     for table in ALL_TABLES:
-        theirs = loader_stats["counts"][table] if loader_stats else None
         ours = ferry_stats["counts"][table]
-        same = ours == counts[table] and (loader_stats is None or theirs == counts[table])
-        failures += 0 if same else 1
-        print(
-            f"{table:<15} {counts[table]:>10,} {_n(ours):>10} {_n(theirs):>10}"
-            f"{'' if same else '  MISMATCH'}"
+        theirs = [stats["counts"][table] if stats else None for _, stats in peers]
+        same = ours == counts[table] and all(
+            stats is None or n == counts[table] for (_, stats), n in zip(peers, theirs, strict=True)
         )
-    print(
-        f"{'indexes':<15} {src_indexes:>10} {ferry_stats['indexes']:>10} "
-        f"{loader_stats['indexes'] if loader_stats else '-':>10}"
-    )
-    print(
-        f"{'foreign keys':<15} {src_fks:>10} {ferry_stats['fks']:>10} "
-        f"{loader_stats['fks'] if loader_stats else '-':>10}"
-    )
+        failures += 0 if same else 1
+        cells = "".join(f" {_n(n):>10}" for n in theirs)
+        print(
+            f"{table:<15} {counts[table]:>10,} {_n(ours):>10}{cells}{'' if same else '  MISMATCH'}"
+        )
+    for label, key, source in (
+        ("primary keys", "pks", src_pks),
+        ("indexes", "indexes", src_indexes),
+        ("foreign keys", "fks", src_fks),
+    ):
+        cells = "".join(f" {stats[key] if stats else '-':>10}" for _, stats in peers)
+        print(f"{label:<15} {source:>10} {ferry_stats[key]:>10}{cells}")
     return failures
+
+
+@dataclass
+class DltRun:
+    wall: float  # the child process, start to exit (interpreter, dlt import, pipeline)
+    ok: bool
+    result: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] | None = None  # pg_table_stats of its target
+    note: str = ""
+
+
+def run_dlt(servers: Servers, targets: Targets, workdir: Path, workers: int) -> DltRun | None:
+    """Copy the source with dlt (bench/dlt_peer.py in its own venv) into a fresh database."""
+    if not DLT_PYTHON.exists():
+        print(f"\ndlt is not installed ({DLT_PYTHON} missing): run `bash bench/setup.sh`")
+        return None
+    dlt_db = targets.fresh("plain_dlt")
+    targets.checkpoint()
+    command = [
+        str(DLT_PYTHON),
+        str(DLT_PEER),
+        "--source",
+        servers.sqlalchemy_mysql_url(),
+        "--target",
+        servers.pg_url(dlt_db),
+        "--workers",
+        str(workers),
+    ]
+    log = workdir / "dlt.log"
+    with Watcher(servers, targets.made) as watcher, log.open("w") as out:
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+        )
+        wall = time.perf_counter() - t0
+    text = log.read_text(errors="replace")
+    marked = [line for line in text.splitlines() if line.startswith(DLT_RESULT_MARK)]
+    print("\n$ " + " ".join(command))
+    if done.returncode != 0 or not marked:
+        print(f"dlt exited {done.returncode}; its output:\n{text[-4000:]}")
+        return DltRun(wall, ok=False)
+    print("\n".join(line for line in text.splitlines() if not line.startswith(DLT_RESULT_MARK)))
+    run = DltRun(wall, ok=True, result=json.loads(marked[-1][len(DLT_RESULT_MARK) :]))
+    run.note = watcher.note()
+    run.stats = pg_table_stats(servers, dlt_db, ALL_TABLES)
+    own = run.result["counts"]
+    if any(own.get(table) != run.stats["counts"][table] for table in ALL_TABLES):
+        print(f"dlt reported rows per table {own}, its target holds {run.stats['counts']}")
+        run.ok = False
+    return run
 
 
 # --- entry point ---
@@ -1067,6 +1184,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=5_000_000, help="analytics rows")
     parser.add_argument("--regenerate", action="store_true", help="rebuild the source")
     parser.add_argument("--plain", action="store_true", help="whole database, next to pgloader")
+    parser.add_argument(
+        "--dlt",
+        action="store_true",
+        help="with --plain: also copy with tuned dlt (bench/.venv-dlt, made by bench/setup.sh)",
+    )
     parser.add_argument(
         "--workers",
         default="1,2,4",
