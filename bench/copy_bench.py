@@ -711,7 +711,12 @@ def print_profile(path: Path) -> None:
         print(text[start:].rstrip())
 
 
-def transform_job(servers: Servers, target_db: str, batch_size: int) -> str:
+def _load(batch_size: int | None) -> str:
+    """The job's load block: Ferry sizes chunks itself unless --batch-size is given."""
+    return f"load:\n  batch_size: {batch_size}\n" if batch_size else ""
+
+
+def transform_job(servers: Servers, target_db: str, batch_size: int | None) -> str:
     return f"""\
 name: bench_transform
 source: {servers.mysql_url()}
@@ -736,21 +741,17 @@ tables:
     derive:
       hour: "HOUR(recorded_at)"
       day: "DATE(recorded_at)"
-load:
-  batch_size: {batch_size}
-errors:
+{_load(batch_size)}errors:
   max_error_rate: 0.05
 """
 
 
-def plain_job(servers: Servers, target_db: str, batch_size: int) -> str:
+def plain_job(servers: Servers, target_db: str, batch_size: int | None) -> str:
     return f"""\
 name: bench_plain
 source: {servers.mysql_url()}
 target: {servers.pg_url(target_db)}
-load:
-  batch_size: {batch_size}
-"""
+{_load(batch_size)}"""
 
 
 # --- default mode ---
@@ -784,8 +785,9 @@ def run_transforms(args: argparse.Namespace, servers: Servers, targets: Targets)
         f"InnoDB data_length {mb(data_bytes):,.0f} MB; analytics as Arrow "
         f"{mb(analytics_arrow):,.0f} MB"
     )
+    chunking = f"{args.batch_size:,}" if args.batch_size else "Ferry's (about 16 MB per chunk)"
     print(
-        f"batch_size {args.batch_size:,}; rules: rename, 2 value maps, NULL default, e-mail "
+        f"batch_size {chunking}; rules: rename, 2 value maps, NULL default, e-mail "
         "check, dedupe (users), timestamp -> recorded_at, derive hour and day"
     )
     failures = 0
@@ -1195,7 +1197,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=lambda s: [int(w) for w in s.split(",")],
         help="comma-separated worker counts (default 1,2,4; --plain uses the first, or 2)",
     )
-    parser.add_argument("--batch-size", type=int, default=100_000, help="rows per chunk")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="rows per chunk (default: Ferry's own)"
+    )
     parser.add_argument("--skip-baseline", action="store_true", help="no mariadb | COPY run")
     parser.add_argument(
         "--profile", action="store_true", help="cProfile one copy, run synchronously in one thread"

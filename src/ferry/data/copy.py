@@ -37,7 +37,7 @@ from sqlalchemy.schema import ForeignKeyConstraint
 from ferry.config.project import Project
 from ferry.data import aggregate, deferral, delta, state
 from ferry.data.aggregate import AggregateReport
-from ferry.data.chunks import KeyRange, plan_ranges
+from ferry.data.chunks import DEFAULT_CHUNK_ROWS, KeyRange, chunk_rows, plan_ranges
 from ferry.data.deferral import Restored
 from ferry.data.endpoints import open_endpoint
 from ferry.data.extract import read_chunk
@@ -136,8 +136,10 @@ class _Job:
         spec_path: Path,
         run_id: str,
         on_progress: Callable[[Progress], None] | None,
+        workers: int,
     ) -> None:
         self.spec = spec
+        self.workers = workers
         self.job = spec.name or spec_path.stem
         self.source = source
         self.target = target
@@ -344,7 +346,9 @@ class _Job:
             conn,
             plan.source,
             plan.key,
-            rows_per_chunk=self.spec.load.batch_size,
+            rows_per_chunk=chunk_rows(
+                self.source.adapter, conn, plan.source.name, self.spec.load.batch_size, self.workers
+            ),
             where=and_(*parts) if parts else None,
             estimate=estimate,
         )
@@ -400,6 +404,7 @@ class _Job:
             position, flushes = state.stream_position(conn, self.job, plan.name)
         start = KeyRange(chunk.index, position or chunk.lo, chunk.hi)
         load = self.spec.load
+        flush_rows = load.batch_size or DEFAULT_CHUNK_ROWS
         window = self.windows.get(plan.name)
         extra = (
             window.predicate(plan.source.c[plan.spec.cursor])
@@ -410,13 +415,13 @@ class _Job:
             self.source,
             plan,
             start,
-            read_rows=max(1, load.batch_size // load.buffer_batches),
+            read_rows=max(1, flush_rows // load.buffer_batches),
             capacity=load.buffer_batches,
             extra=extra,
         )
         with reader:
             try:
-                for batch in reader.buffers(load.batch_size, load.flush_interval):
+                for batch in reader.buffers(flush_rows, load.flush_interval):
                     if self.abort.is_set():
                         return
                     started = time.perf_counter()
@@ -702,7 +707,8 @@ def copy_data(
     recorded = False
     try:
         plans = plan_tables(spec, source.engine, target.engine, file=spec_path)
-        job = _Job(spec, source, target, spec_path, run_id, on_progress)
+        workers = workers or spec.load.workers
+        job = _Job(spec, source, target, spec_path, run_id, on_progress, workers)
         job.check_filters(plans)
         # A spec that does not fit the databases fails above, before anything is written;
         # from here on the run has a record.
@@ -722,7 +728,7 @@ def copy_data(
         try:
             transformers = {plan.name: Transformer(plan) for plan in plans}
             resumed = {p.name: job.done[p.name] for p in plans}
-            with ThreadPoolExecutor(max_workers=workers or spec.load.workers) as pool:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
                 # Tables whose target references another job table wait for it: a child row
                 # then finds its parent; a true orphan is rejected with the reason.
                 for wave in load_waves(plans):

@@ -232,7 +232,9 @@ class LoadSpec(_Model):
     strategy: LoadStrategy = LoadStrategy.BULK
     conflict: list[str] = []
     on_conflict: OnConflict = OnConflict.UPDATE
-    batch_size: int = Field(default=100_000, ge=1)
+    #: rows per chunk (and per stream flush); unset: about 16 MB of source rows per chunk,
+    #: from the source's statistics (ferry.data.chunks.auto_chunk_rows)
+    batch_size: int | None = Field(default=None, ge=1)
     workers: int = Field(default=2, ge=1, le=64)
     defer_indexes: bool = True
     create_tables: bool = True

@@ -14,7 +14,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.schema import CreateTable
 
 from ferry.config.project import BackupScope, Project
-from ferry.data.chunks import plan_ranges
+from ferry.data.chunks import chunk_rows, plan_ranges
 from ferry.data.copy import CopyReport, Progress, copy_data
 from ferry.data.endpoints import open_endpoint
 from ferry.data.spec import JobSpec
@@ -44,13 +44,14 @@ def copy_plan(spec: JobSpec, *, spec_path: Path, project: Project | None = None)
         with source.connect() as conn:
             for plan in plans:
                 where = text(f"({plan.spec.where})").self_group() if plan.spec.where else None
-                ranges = plan_ranges(
-                    conn, plan.source, plan.key, rows_per_chunk=spec.load.batch_size, where=where
+                rows = chunk_rows(
+                    source.adapter, conn, plan.source.name, spec.load.batch_size, spec.load.workers
                 )
+                ranges = plan_ranges(conn, plan.source, plan.key, rows_per_chunk=rows, where=where)
                 mapping = ", ".join(f"{s} -> {t}" for s, t in plan.mapping.items())
                 lines.append(
                     f"\n-- {plan.name} -> {plan.target_name}: {len(ranges)} key "
-                    f"ranges of up to {spec.load.batch_size:,} rows; {mapping}"
+                    f"ranges of up to {rows:,} rows; {mapping}"
                 )
                 if not plan.target_exists:
                     ddl = str(CreateTable(plan.target).compile(dialect=target.engine.dialect))

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from sqlalchemy import and_, inspect, select, text
 
 from ferry.config.project import Project
-from ferry.data.chunks import KeyRange, plan_ranges, range_predicate
+from ferry.data.chunks import KeyRange, chunk_rows, plan_ranges, range_predicate
 from ferry.data.delta import source_rows
 from ferry.data.endpoints import open_endpoint
 from ferry.data.extract import read_chunk, read_select
@@ -172,9 +172,10 @@ def _check_table(
     transformer = Transformer(plan)
     with source.connect() as conn:
         where = text(f"({plan.spec.where})").self_group() if plan.spec.where else None
-        ranges = plan_ranges(
-            conn, plan.source, plan.key, rows_per_chunk=spec.load.batch_size, where=where
+        rows = chunk_rows(
+            source.adapter, conn, plan.source.name, spec.load.batch_size, spec.load.workers
         )
+        ranges = plan_ranges(conn, plan.source, plan.key, rows_per_chunk=rows, where=where)
 
     def one(chunk: KeyRange) -> tuple[int, int, Diff]:
         batch = read_chunk(source, plan, chunk, descending=transformer.descending)
