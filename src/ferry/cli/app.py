@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -765,6 +766,11 @@ def main(argv: list[str] | None = None) -> Any:
     debug = "--debug" in (argv if argv is not None else sys.argv)
     try:
         return app(args=argv, standalone_mode=True)
+    except SystemExit:
+        # The command is over: the collector need not walk every object at shutdown
+        # (0.25-0.3 s after a copy, measured; atexit handlers still run).
+        gc.freeze()
+        raise
     except FerryError as error:
         if debug:
             raise
