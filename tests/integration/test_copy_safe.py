@@ -156,3 +156,34 @@ def test_safe_copy_backs_up_only_the_tables_it_touches(tmp_path: Path, target_di
         assert copied.summary["validation"]["categories"]["data"]["details"]["cams"]["missing"] == 0
     finally:
         drop()
+
+
+def test_cli_safe_copy_keeps_backups_where_the_project_says(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    source = _source(tmp_path)
+    target = tmp_path / "dst.db"
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        f"source: sqlite:///{source}\ntarget: sqlite:///{target}\n"
+        "tables:\n  cams:\n    values: {active: {map: {Y: true, N: false}}}\n"
+        "errors: {max_errors: 5}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "ferry.toml").write_text(
+        f'[backups]\nlocation = "vault"\n[targets.dev]\nurl = "sqlite:///{target}"\n',
+        encoding="utf-8",
+    )
+    command = ["-m", "ferry", "--config", "ferry.toml", "copy", "job.yaml", "--mode", "safe"]
+    done = subprocess.run(
+        [sys.executable, *command],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(list_backups(tmp_path / "vault")) == 1
+    assert not (tmp_path / "backups").exists()

@@ -452,12 +452,13 @@ def copy(
     proof = None
     with render.CopyProgress(enabled=not as_json) as progress:
         if mode == "safe":
-            project_root = project.root if project is not None else job.parent
+            # A job run outside a project keeps its backups beside the job file.
+            root = _backup_root(project) if project is not None else job.parent / "backups"
             report, proof = safe_copy(
                 spec,
                 spec_path=job,
                 project=project,
-                backup_root=project_root / "backups",
+                backup_root=root,
                 restart=restart,
                 workers=workers,
                 on_progress=progress.update,
