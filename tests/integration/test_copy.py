@@ -28,6 +28,7 @@ from ferry.data.spec import parse_job
 from ferry.data.state import Counts
 from ferry.data.transform import DataError
 from ferry.errors import ConfigError
+from ferry.validate.data import verify_job
 from tests.conftest import engine_for, new_database
 
 pytestmark = pytest.mark.integration
@@ -926,3 +927,18 @@ def test_unknown_yaml_key_is_a_config_error(tmp_path: Path) -> None:
         parse_job(text_, path=tmp_path / "job.yaml")
     with pytest.raises(ConfigError, match=r"key `lod`"):
         parse_job("source: a\ntarget: b\nlod: {}\n", path=tmp_path / "job.yaml")
+
+
+def test_a_key_with_no_order_is_refused_before_anything_changes(tmp_path: Path) -> None:
+    """PostgreSQL's json has no order (MariaDB's JSON is text, which has one)."""
+    with make_pair((PG, LITE), tmp_path) as pair:
+        pair.source_sql("CREATE TABLE docs (id INTEGER PRIMARY KEY, body JSON)")
+        pair.source_sql("""INSERT INTO docs VALUES (1, '{"a": 1}')""")
+        job = "tables:\n  docs:\n    key: [body]\n"
+        with pytest.raises(ConfigError, match=r"key `tables\.docs\.key`.*has no order"):
+            pair.copy(job)
+        assert pair.target_tables() == set()
+        path = pair.folder / "job.yaml"
+        path.write_text(pair.spec_text(job), encoding="utf-8")
+        with pytest.raises(ConfigError, match=r"has no order"):
+            verify_job(parse_job(path.read_text(encoding="utf-8"), path=path), spec_path=path)

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,8 @@ from sqlalchemy.schema import ForeignKeyConstraint
 
 from ferry.config.project import Project
 from ferry.data import aggregate, deferral, delta, state
-from ferry.data.aggregate import AggregateReport
 from ferry.data.chunks import DEFAULT_CHUNK_ROWS, KeyRange, chunk_rows, plan_ranges
+from ferry.data.copy_report import CopyReport, Progress, SourceReadError, TableReport
 from ferry.data.deferral import Restored
 from ferry.data.endpoints import open_endpoint
 from ferry.data.extract import read_chunk
@@ -60,69 +60,6 @@ from ferry.data.transform import ROW, DataError, Transformer
 from ferry.db.target import Target
 from ferry.errors import ConfigError, FerryError
 from ferry.runs import finish_run, start_run
-
-
-class SourceReadError(FerryError):
-    """Reading the source failed (it went away, or a query broke) mid-run."""
-
-    exit_code = 3
-
-
-@dataclass
-class TableReport:
-    source: str
-    target: str
-    counts: Counts
-    seconds: float = 0.0
-    chunks: int = 0
-    chunks_resumed: int = 0
-    created: bool = False
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.counts.read / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass
-class CopyReport:
-    job: str
-    run_id: str
-    source: str
-    target: str
-    tables: list[TableReport] = field(default_factory=list)
-    seconds: float = 0.0
-    status: str = "running"  # completed | failed
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    needs_translation: list[str] = field(default_factory=list)
-    views_created: list[str] = field(default_factory=list)
-    aggregates: list[AggregateReport] = field(default_factory=list)
-    #: Capture triggers installed on the source for `mode: delta` tables.
-    delta_triggers: list[str] = field(default_factory=list)
-    #: Indexes, foreign keys and triggers set aside during the load, and how each came back.
-    deferred: list[Restored] = field(default_factory=list)
-    #: Each target table before the run: absent | empty | rows (what a rollback may undo).
-    before: dict[str, str] = field(default_factory=dict)
-    restart: bool = False
-
-    @property
-    def totals(self) -> Counts:
-        total = Counts()
-        for table in self.tables:
-            total.add(table.counts)
-        return total
-
-    @property
-    def balanced(self) -> bool:
-        return all(t.counts.balanced for t in self.tables)
-
-
-@dataclass(frozen=True)
-class Progress:
-    table: str
-    chunks_done: int
-    chunks_total: int
-    counts: Counts
 
 
 class _Job:

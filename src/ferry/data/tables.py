@@ -34,6 +34,10 @@ from ferry.data.types import (
 from ferry.db.bookkeeping import FERRY_TABLES
 from ferry.errors import ConfigError
 
+#: Column types without an order to split a table into key ranges by: JSON documents, and
+#: types SQLAlchemy could not reflect (geometry, say), whose order Ferry cannot know.
+_UNSORTABLE = (sat.JSON, sat.NullType)
+
 
 @dataclass(frozen=True)
 class IndexSpec:
@@ -127,6 +131,16 @@ def plan_tables(
                     f"key column `{column}` is not in source table `{name}`",
                     file=file,
                     key=f"tables.{name}.key",
+                )
+            if isinstance(table.c[column].type, _UNSORTABLE):
+                # Chunks and verification walk key ranges: the key must have an order.
+                raise ConfigError(
+                    f"key column `{column}` of `{name}` is {table.c[column].type!r}, which "
+                    "has no order to split the table into key ranges by",
+                    file=file,
+                    key=f"tables.{name}.key",
+                    hint="set `key:` to columns of integers, text, dates and times or UUIDs "
+                    "that identify a row",
                 )
         target_name = table_spec.to or name
         designed = _design_target(table, table_spec, target_name, mapping, key, design_meta, file)
