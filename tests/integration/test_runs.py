@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from ferry.data.copy import copy_data
 from ferry.data.spec import parse_job
@@ -15,7 +16,7 @@ from ferry.errors import FerryError
 from ferry.runs import RunRecord, read_runs
 from ferry.schema import commands
 from ferry.validate.data import verify_job
-from tests.conftest import ProjectMaker, engine_for
+from tests.conftest import ProjectMaker, engine_for, new_database
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +117,30 @@ def test_verify_is_recorded_as_a_validation_run(tmp_path: Path) -> None:
     assert checks[0].summary["validation"] == failed.as_dict()
     assert checks[1].summary["validation"] == passed.as_dict()
     assert "validation" not in next(r for r in records if r.run_id == copied.run_id).summary
+
+
+def test_verify_of_a_read_only_target_still_reports(tmp_path: Path) -> None:
+    """A read replica takes no run record: verify still answers, and says it kept nothing."""
+    source = tmp_path / "src.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, i) for i in range(1, 6)])
+    target, drop = new_database("postgresql", tmp_path)
+    try:
+        job = tmp_path / "job.yaml"
+        job.write_text(f"source: sqlite:///{source}\ntarget: {target}\n")
+        spec = parse_job(job.read_text(), path=job)
+        copy_data(spec, spec_path=job)
+        name = make_url(target).database
+        engine = engine_for(target)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        engine.dispose()
+
+        report = verify_job(spec, spec_path=job)
+        assert report.status == "passed"
+        [warning] = report.categories["data"].warnings
+        assert "not stored in the target's ferry_runs" in warning
+        assert "read-only" in warning
+    finally:
+        drop()

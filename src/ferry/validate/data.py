@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import and_, inspect, select, text
+from sqlalchemy import exc as sa_exc
 
 from ferry.config.project import Project
 from ferry.data.chunks import KeyRange, chunk_rows, plan_ranges, range_predicate
@@ -136,14 +137,22 @@ def verify_job(
 
 
 def _store(target: Target, report: ValidationReport, run_id: str | None, job: str) -> None:
+    """Keep the report with its run in the target; a target that takes no writes (a read
+    replica) still gets its report, with a warning that it was not stored."""
     found = report.as_dict()
-    with target.connect() as conn:
-        if run_id is not None and attach_to_run(conn, run_id, "validation", found):
-            return
-        record = run_id or str(uuid.uuid4())
-        start_run(conn, record, "validation", f"verify {job}")
-        status = "completed" if report.status == "passed" else "failed"
-        finish_run(conn, record, status, {"validation": found})
+    try:
+        with target.connect() as conn:
+            if run_id is not None and attach_to_run(conn, run_id, "validation", found):
+                return
+            record = run_id or str(uuid.uuid4())
+            start_run(conn, record, "validation", f"verify {job}")
+            status = "completed" if report.status == "passed" else "failed"
+            finish_run(conn, record, status, {"validation": found})
+    except sa_exc.DBAPIError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        report.category("data").warnings.append(
+            f"the report was not stored in the target's ferry_runs: {reason}"
+        )
 
 
 def _target_key(plan: TablePlan) -> list[str]:
