@@ -48,7 +48,6 @@ class _BackupGuard(RunGuard):
     history_tables: tuple[str, ...] = ()
     scope: BackupScope = BackupScope.TOUCHED
     backup: Backup | None = None
-    restored: bool = False
     restore_error: str | None = None
     run_id: str = ""
     timings: dict[str, Timing] | None = None
@@ -107,7 +106,7 @@ class _BackupGuard(RunGuard):
         reason = error.message if isinstance(error, FerryError) else f"{type(error).__name__}"
         try:
             record_rollback(target, self.run_id, f"automatic (safe mode): {reason}", restore)
-            self.restored = self.rolled_back = True
+            self.rolled_back = True
         except FerryError as failure:
             self.restore_error = str(failure)
 
@@ -161,7 +160,7 @@ def safe_apply(
             production=production,
         )
     except FerryError as error:
-        if guard.restored and guard.backup is not None:
+        if guard.rolled_back and guard.backup is not None:
             raise RolledBack(
                 f"{error.message}\n  safe mode: the database was restored from backup "
                 f"{guard.backup.id}; its {len(guard.backup.tables)} tables match their "

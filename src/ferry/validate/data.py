@@ -72,16 +72,14 @@ def _checksum_sides(
 ) -> tuple[Side, Side] | None:
     if method is Method.ROWS:
         return None
-    reason = None
-    pair = None
-    if not keeps_values(transformer):
+    if keeps_values(transformer):
+        pair = sides(source, target, plan, canon)
+        reason = "one of the databases cannot compute the checksums (SQLite)"
+    else:
+        pair = None
         reason = (
             "the job changes its values in Arrow (value maps, nulls, validation, derive, dedupe)"
         )
-    else:
-        pair = sides(source, target, plan, canon)
-        if pair is None:
-            reason = "one of the databases cannot compute the checksums (SQLite)"
     if pair is None and method is Method.CHECKSUM:
         raise ConfigError(
             f"`{plan.name}` cannot be verified by in-database checksums: {reason}",
