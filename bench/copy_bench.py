@@ -1085,11 +1085,24 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
             f"load jobs {dlt_run.result['load_formats']}; data only: no primary keys, "
             "secondary indexes or foreign keys)"
         )
+        if dlt_run.keys_s is not None:
+            keyed = dlt_run.wall + dlt_run.keys_s
+            print(
+                f"{'dlt + the same keys after':<28} {keyed:>8.2f} {total / keyed:>11,.0f}   "
+                f"(keys {dlt_run.keys_s:.2f} s on {workers} connections, scheduled as "
+                "Ferry schedules its own)"
+            )
         ratio = dlt_run.wall / run.wall
         print(
             f"\nratio dlt / ferry (process wall): {ratio:.2f}x (Ferry's time includes its "
             f"indexes and FKs; dlt's has none)"
         )
+        if dlt_run.keys_s is not None:
+            keyed_ratio = (dlt_run.wall + dlt_run.keys_s) / run.wall
+            print(
+                f"ratio dlt + keys / ferry (same end state): {keyed_ratio:.2f}x "
+                f"({'Ferry faster' if keyed_ratio > 1 else 'dlt faster'})"
+            )
         data_ratio = dlt_run.result["seconds"] / run.result["load_seconds"]
         print(
             f"ratio dlt / ferry (data only: dlt pipeline vs Ferry's last chunk committed): "
@@ -1100,6 +1113,8 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
     peers: list[tuple[str, dict[str, Any] | None]] = [("pgloader", loader_stats)]
     if args.dlt:
         peers.append(("dlt", dlt_run.stats if dlt_run is not None else None))
+        if dlt_run is not None and dlt_run.keys_stats is not None:
+            peers.append(("dlt+keys", dlt_run.keys_stats))
     head = "".join(f" {name:>10}" for name, _ in peers)
     print(f"\n{'table':<15} {'source':>10} {'ferry':>10}{head}")
     for table in ALL_TABLES:
@@ -1130,6 +1145,8 @@ class DltRun:
     result: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] | None = None  # pg_table_stats of its target
     note: str = ""
+    keys_s: float | None = None  # the source's keys built afterwards, as Ferry builds them
+    keys_stats: dict[str, Any] | None = None  # pg_table_stats once the keys are built
 
 
 def run_dlt(servers: Servers, targets: Targets, workdir: Path, workers: int) -> DltRun | None:
@@ -1175,7 +1192,94 @@ def run_dlt(servers: Servers, targets: Targets, workdir: Path, workers: int) -> 
     if any(own.get(table) != run.stats["counts"][table] for table in ALL_TABLES):
         print(f"dlt reported rows per table {own}, its target holds {run.stats['counts']}")
         run.ok = False
+        return run
+    # dlt builds no keys: build the source's afterwards, so both targets end up alike.
+    with Watcher(servers, targets.made) as watcher:
+        run.keys_s = build_keys_after(servers, dlt_db, run.stats["counts"], workers)
+    run.note += watcher.note()
+    run.keys_stats = pg_table_stats(servers, dlt_db, ALL_TABLES)
     return run
+
+
+def source_keys(servers: Servers) -> tuple[list[tuple[str, str, list[str], bool]], list[str]]:
+    """The source's indexes as (table, name, columns, is_primary) and its foreign keys as
+    PostgreSQL ALTER TABLE statements: what Ferry and pgloader build after the data."""
+    with servers.mysql(SOURCE_DB) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT table_name, index_name, column_name, non_unique FROM "
+            "information_schema.statistics WHERE table_schema = %s "
+            "ORDER BY table_name, index_name, seq_in_index",
+            (SOURCE_DB,),
+        )
+        indexes: dict[tuple[str, str], list[str]] = {}
+        for table, name, column, _ in cur.fetchall():
+            indexes.setdefault((table, name), []).append(column)
+        cur.execute(
+            "SELECT k.constraint_name, k.table_name, k.column_name, k.referenced_table_name, "
+            "k.referenced_column_name FROM information_schema.key_column_usage k "
+            "WHERE k.table_schema = %s AND k.referenced_table_name IS NOT NULL "
+            "ORDER BY k.constraint_name, k.ordinal_position",
+            (SOURCE_DB,),
+        )
+        fks: dict[tuple[str, str, str], tuple[list[str], list[str]]] = {}
+        for name, table, column, ref_table, ref_column in cur.fetchall():
+            mine, theirs = fks.setdefault((name, table, ref_table), ([], []))
+            mine.append(column)
+            theirs.append(ref_column)
+    shaped = [
+        (table, name, columns, name == "PRIMARY") for (table, name), columns in indexes.items()
+    ]
+    statements = [
+        f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" FOREIGN KEY '
+        f'({", ".join(map(quote, mine))}) REFERENCES "{ref}" ({", ".join(map(quote, theirs))})'
+        for (name, table, ref), (mine, theirs) in fks.items()
+    ]
+    return shaped, statements
+
+
+def quote(name: str) -> str:
+    return f'"{name}"'
+
+
+def build_keys_after(
+    servers: Servers, database: str, counts: dict[str, int], workers: int
+) -> float:
+    """Build the source's keys on a target that has the data only (dlt's), the way Ferry
+    does: every index on `workers` connections at once, the heaviest first and the only one
+    given the server's parallel workers; then primary keys adopted; then foreign keys.
+    Returns the seconds it took."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    indexes, fks = source_keys(servers)
+    weighted = sorted(indexes, key=lambda i: counts.get(i[0], 0) * len(i[2]), reverse=True)
+    heaviest = weighted[0] if weighted else None
+
+    def one(statements: list[str]) -> None:
+        with servers.pg(database) as conn, conn.transaction():
+            for statement in statements:
+                conn.execute(statement.encode())
+
+    def index_sql(index: tuple[str, str, list[str], bool]) -> list[str]:
+        table, name, columns, primary = index
+        label = f"{table}_pkey" if primary else f"{table}_{name}"
+        serial = [] if index is heaviest else ["SET LOCAL max_parallel_maintenance_workers = 0"]
+        unique = "UNIQUE " if primary else ""
+        cols = ", ".join(map(quote, columns))
+        return [*serial, f'CREATE {unique}INDEX "{label}" ON "{table}" ({cols})']
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, [index_sql(i) for i in weighted]))
+    one(
+        [
+            f'ALTER TABLE "{table}" ADD PRIMARY KEY USING INDEX "{table}_pkey"'
+            for table, _, _, primary in indexes
+            if primary
+        ]
+    )
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, [[statement] for statement in fks]))
+    return time.perf_counter() - t0
 
 
 # --- entry point ---

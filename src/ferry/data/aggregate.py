@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Column, MetaData, Table, delete, inspect, select
 
-from ferry.data.expressions import compile_expression
 from ferry.data.extract import stream_select
 from ferry.data.spec import MEASURE, AggregateSpec
 from ferry.data.types import sa_type_for_arrow
@@ -59,6 +58,8 @@ def build(target: Target, name: str, spec: AggregateSpec, *, key: str) -> Aggreg
                 f"aggregate source `{spec.from_}` is not a table in the target", key=f"{key}.from"
             )
         source = Table(spec.from_, meta, autoload_with=conn)
+    from ferry.data.expressions import compile_expression  # sqlglot: only when used
+
     groups = {out: compile_expression(text) for out, text in spec.group_by.items()}
     measures = _measures(spec)
     needed = set().union(*(g.columns() for g in groups.values()))

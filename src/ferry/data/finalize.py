@@ -22,12 +22,28 @@ class Step:
     table: str
     what: str  # "primary key", "index x", "foreign key y"
     sql: str
+    weight: int = 0  # expected work (table bytes x key columns): the heaviest starts first
 
 
-def _run(target: Target, steps: list[Step], workers: int, warn: Callable[[str], None]) -> None:
+def _run(
+    target: Target,
+    steps: list[Step],
+    workers: int,
+    warn: Callable[[str], None],
+    *,
+    serial_sql: tuple[str, ...] = (),
+) -> None:
+    """Steps on `workers` connections, heaviest first; `serial_sql` runs before each step
+    but the heaviest (the one that outlasts the others may use the server's own workers)."""
+    steps = sorted(steps, key=lambda step: step.weight, reverse=True)
+    heaviest = steps[0] if steps and workers > 1 else None
+
     def one(step: Step) -> None:
         with target.connect() as conn:
             try:
+                if heaviest is not None and step is not heaviest:
+                    for statement in serial_sql:
+                        conn.exec_driver_sql(statement)
                 conn.exec_driver_sql(step.sql)
                 conn.commit()
             except sa_exc.DBAPIError as error:
@@ -69,6 +85,7 @@ def build_keys(
             )
             for p in created
         }
+        sizes = adapter.table_bytes(conn, [p.target_name for p in created])
         conn.commit()
     indexes: list[Step] = []
     attach: list[Step] = []
@@ -85,6 +102,7 @@ def build_keys(
                         plan.target_name,
                         "primary key index",
                         f"CREATE UNIQUE INDEX {preparer.quote(name)} ON {quoted} ({columns})",
+                        sizes.get(plan.target_name, 0) * len(key),
                     )
                 )
             attach.append(
@@ -102,9 +120,10 @@ def build_keys(
                         plan.target_name,
                         f"index {spec.name}",
                         str(CreateIndex(index).compile(dialect=dialect)),
+                        sizes.get(plan.target_name, 0) * len(spec.columns),
                     )
                 )
-    _run(target, indexes, workers, warn)
+    _run(target, indexes, workers, warn, serial_sql=adapter.serial_index_build_sql)
     _run(target, attach, 1, warn)
     with target.connect() as conn:
         keyed = MetaData()  # reflected again: the primary keys exist only now
@@ -126,6 +145,7 @@ def build_keys(
                     plan.target_name,
                     f"foreign key {fk.name}",
                     str(AddConstraint(constraint).compile(dialect=dialect)),
+                    sizes.get(plan.target_name, 0),
                 )
             )
     _run(target, fks, workers, warn)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlglot
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect
 
@@ -24,6 +23,8 @@ class ObjectReport:
 
 
 def _select_of(definition: str, dialect: str) -> Any:
+    import sqlglot
+
     tree = sqlglot.parse_one(definition, read=dialect)
     if isinstance(tree, sqlglot.exp.Create) and tree.expression is not None:
         return tree.expression
@@ -33,17 +34,28 @@ def _select_of(definition: str, dialect: str) -> Any:
 def carry_objects(source: Target, target: Target) -> ObjectReport:
     """Create the source's views on the target where they translate; list the rest."""
     report = ObjectReport()
-    read = _SQLGLOT.get(source.adapter.name)
-    write = _SQLGLOT.get(target.adapter.name)
     source_inspector = inspect(source.engine)
     existing = set(inspect(target.engine).get_view_names())
-    for view in source_inspector.get_view_names():
-        if view in existing:
-            continue
+    views = [v for v in source_inspector.get_view_names() if v not in existing]
+    if views:  # a copy without views does not pay for sqlglot's import
+        _carry_views(source, target, source_inspector, views, report)
+    with source.connect() as conn:
+        report.needs_translation += source.adapter.list_routines(conn)
+    return report
+
+
+def _carry_views(
+    source: Target, target: Target, inspector: Any, views: list[str], report: ObjectReport
+) -> None:
+    import sqlglot
+
+    read = _SQLGLOT.get(source.adapter.name) or ""
+    write = _SQLGLOT.get(target.adapter.name) or ""
+    for view in views:
         try:
-            definition = source_inspector.get_view_definition(view)
-            select = _select_of(str(definition), read or "")
-            translated = select.sql(dialect=write or "", pretty=False)
+            definition = inspector.get_view_definition(view)
+            select = _select_of(str(definition), read)
+            translated = select.sql(dialect=write, pretty=False)
             quoted = target.engine.dialect.identifier_preparer.quote(view)
             with target.connect() as conn, conn.begin():
                 conn.exec_driver_sql(f"CREATE VIEW {quoted} AS {translated}")
@@ -51,6 +63,3 @@ def carry_objects(source: Target, target: Target) -> ObjectReport:
         except (sqlglot.errors.SqlglotError, sa_exc.DBAPIError, ValueError) as error:
             reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
             report.needs_translation.append(f"view {view}: {reason}")
-    with source.connect() as conn:
-        report.needs_translation += source.adapter.list_routines(conn)
-    return report

@@ -22,7 +22,6 @@ from sqlalchemy import (
 )
 from sqlalchemy import types as sat
 
-from ferry.data.expressions import compile_expression
 from ferry.data.spec import JobSpec, TableSpec
 from ferry.data.types import (
     LONG_TEXT,
@@ -259,6 +258,8 @@ def _design_target(
         if name in spec.types:
             col_type = parse_type(spec.types[name], key=f"tables.{table.name}.types.{name}")
         else:
+            from ferry.data.expressions import compile_expression  # sqlglot: only when used
+
             result = compile_expression(expression).evaluate(empty)
             col_type = sa_type_for_arrow(result.type)
         columns.append(Column(name, col_type))

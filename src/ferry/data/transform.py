@@ -8,20 +8,22 @@ Every row read ends in exactly one bucket: written, rejected, filtered or de-dup
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import types as sat
 
-from ferry.data.expressions import Expression, compile_expression
 from ferry.data.spec import Keep, OnFail, Unmapped
 from ferry.data.state import Counts, Reject
 from ferry.data.tables import TablePlan
 from ferry.data.types import arrow_type
 from ferry.data.validators import invalid_mask
 from ferry.errors import FerryError
+
+if TYPE_CHECKING:
+    from ferry.data.expressions import Expression
 
 ROW = "__ferry_row"
 _SEP = "\x1f"
@@ -171,9 +173,11 @@ class Transformer:
         self.value_maps = spec.value_maps()
         self.null_rules = spec.null_rules()
         self.validations = spec.validations()
-        self.derived: dict[str, Expression] = {
-            name: compile_expression(text) for name, text in spec.derive.items()
-        }
+        self.derived: dict[str, Expression] = {}
+        if spec.derive:
+            from ferry.data.expressions import compile_expression  # sqlglot: only when used
+
+            self.derived = {name: compile_expression(text) for name, text in spec.derive.items()}
         merging = bool(spec.dedupe and spec.dedupe.keep is Keep.MERGE)
         key = [c.name for c in plan.target.primary_key.columns]
         if merging and not key:

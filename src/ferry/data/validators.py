@@ -14,7 +14,6 @@ per *distinct* value, and the answers are spread back over the rows with
 
 from __future__ import annotations
 
-import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -66,6 +65,8 @@ def invalid_mask(
     if rule not in RULES:
         raise ValueError(f"unknown validation rule {rule!r}; expected one of {', '.join(RULES)}")
     if rule == "phone":
+        import phonenumbers  # only phone rules need it (and its import time)
+
         region = region.upper()
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(
@@ -156,6 +157,8 @@ def _invalid_phones(
 
 
 def _is_valid_phone(value: str, region: str) -> bool:
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:

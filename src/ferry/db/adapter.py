@@ -112,6 +112,10 @@ class Adapter:
     #: the rows of the first 60 bits of the MD5 of `{row}`, exact (see row_checksum_sql).
     checksum_length_prefixed: ClassVar[str] = ""
     checksum_sum: ClassVar[str] = ""
+    #: Run before each index build but the heaviest when Ferry builds several at once: its
+    #: own threads already fill the cores, so the server's parallel workers go only to the
+    #: build that outlasts the others.
+    serial_index_build_sql: ClassVar[tuple[str, ...]] = ()
     #: Command-line tools Ferry can use with this database (backups, restores).
     external_tools: ClassVar[tuple[str, ...]] = ()
 
