@@ -57,7 +57,9 @@ Default mode (transforms on)
     pipeline seconds against the moment Ferry's last chunk was committed). dlt creates the
     tables with no primary keys, secondary indexes or foreign keys (the table of counts shows
     what each target has), so its figure is for the data alone while Ferry's process wall
-    includes its indexes and FKs.
+    includes its indexes and FKs. The benchmark then builds the source's keys on dlt's target
+    (``build_keys_after``: the same statements, on as many connections, the heaviest index
+    first) and prints "dlt + the same keys after", the time to the same end state as Ferry's.
 
 Run from the repository root with the project's virtual environment active::
 
@@ -436,9 +438,12 @@ class Targets:
         return name
 
     def checkpoint(self) -> None:
-        """Flush what earlier runs left dirty, so that no run pays for the one before it."""
+        """Flush what earlier runs left dirty, so that no run pays for the one before it:
+        PostgreSQL's buffers, then the kernel's dirty pages (written back up to 30 s later,
+        they would otherwise land in the middle of the next tool's timed run)."""
         with self.servers.pg() as conn:
             conn.execute("CHECKPOINT")
+        os.sync()
 
     def drop(self, name: str) -> None:
         if self.keep:
