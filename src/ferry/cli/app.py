@@ -5,33 +5,21 @@ from __future__ import annotations
 import gc
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy import exc as sa_exc
 
 from ferry.cli import render
 from ferry.cli.render import err, out
-from ferry.config.project import Project, load_project
-from ferry.config.scaffold import init_project
-from ferry.data.copy import CopyReport, copy_data
-from ferry.data.delta import sync_job
-from ferry.data.spec import load_job
-from ferry.db.doctor import doctor as run_doctor
-from ferry.db.target import open_target
 from ferry.errors import FerryError
-from ferry.quickstart.demo import run_quickstart
-from ferry.rollback import create_backup, list_backups, restore_backup
-from ferry.rollback.runs import rollback_run
-from ferry.rollback.safe import safe_apply
-from ferry.rollback.safe_copy import copy_plan, safe_copy
-from ferry.runs import read_runs
-from ferry.schema import branching, commands
-from ferry.schema.drift import drift as run_drift
-from ferry.schema.execute import StepResult
-from ferry.validate.compare import Canon
-from ferry.validate.data import Method, verify_job
-from ferry.validate.queries import check_queries
+from ferry.validate.methods import Method
+
+# Each command imports what it runs: loading every command's modules (sqlglot, pyarrow,
+# the copy pipeline) would cost ~1 s before any command, even `ferry --help`.
+if TYPE_CHECKING:
+    from ferry.config.project import Project
+    from ferry.data.copy_report import CopyReport
+    from ferry.schema.execute import StepResult
 
 app = typer.Typer(
     name="ferry",
@@ -66,6 +54,8 @@ def main_options(
 
 
 def _project() -> Project:
+    from ferry.config.project import load_project
+
     return load_project(state.config)
 
 
@@ -82,6 +72,8 @@ def init(
     ] = "versioned",
 ) -> None:
     """Create ferry.toml and a migrations folder."""
+    from ferry.config.scaffold import init_project
+
     for path in init_project(folder, url=url, strategy=strategy):
         out.print(f"created {path}")
 
@@ -89,6 +81,8 @@ def init(
 @app.command()
 def doctor(as_json: JsonOpt = False) -> None:
     """Check the project file, each target's connection and version, and external tools."""
+    from ferry.db.doctor import doctor as run_doctor
+
     checks = run_doctor(_project())
     if as_json:
         render.emit_json([c.__dict__ for c in checks])
@@ -108,6 +102,8 @@ def plan(
     as_json: JsonOpt = False,
 ) -> None:
     """Pending migrations, the SQL that would run, and its risk. Changes nothing."""
+    from ferry.schema import commands
+
     report = commands.plan(_project(), target, to=to, out_of_order=out_of_order or None)
     if as_json:
         render.emit_json(render.run_json(report))
@@ -134,6 +130,8 @@ def lint(
     Data-loss, downtime, rollback and performance risks, rated by the target's table sizes.
     Silence a finding with `-- ferry:allow RULE`.
     """
+    from ferry.schema import commands
+
     report = commands.lint(_project(), target, everything=everything)
     if as_json:
         render.emit_json(render.lint_json(report))
@@ -175,6 +173,9 @@ def apply(
     as_json: JsonOpt = False,
 ) -> None:
     """Apply pending migrations, then changed repeatable ones."""
+    from ferry.rollback.safe import safe_apply
+    from ferry.schema import commands
+
     project = _project()
     if mode not in ("normal", "dry_run", "safe", "production"):
         raise typer.BadParameter("use normal, dry_run, safe or production", param_hint="--mode")
@@ -230,6 +231,8 @@ def undo(
     as_json: JsonOpt = False,
 ) -> None:
     """Run undo scripts, newest first (one by default)."""
+    from ferry.schema import commands
+
     report = commands.undo(
         _project(),
         target,
@@ -251,6 +254,8 @@ def undo(
 @app.command()
 def status(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
     """Every migration and its state on a target."""
+    from ferry.schema import commands
+
     report = commands.status(_project(), target)
     if as_json:
         render.emit_json(
@@ -271,6 +276,8 @@ def status(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
 @app.command()
 def history(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
     """The history table of a target."""
+    from ferry.schema import commands
+
     project = _project()
     rows = commands.history(project, target)
     if as_json:
@@ -282,6 +289,8 @@ def history(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
 @app.command()
 def validate(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
     """Check that applied migrations match their files. Exit 5 when they do not."""
+    from ferry.schema import commands
+
     problems = commands.validate(_project(), target)
     if as_json:
         render.emit_json([p.__dict__ for p in problems])
@@ -309,6 +318,8 @@ def drift(
 ) -> None:
     """Schema changed outside Ferry? Exit 12 when the live schema differs from what the
     applied migrations produce (the last apply's snapshot, or a replay)."""
+    from ferry.schema.drift import drift as run_drift
+
     report = run_drift(_project(), target, replay=replay)
     if as_json:
         render.emit_json(
@@ -337,6 +348,9 @@ def drift(
 @app.command()
 def check(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
     """Run the application queries and time the performance queries of ferry.toml."""
+    from ferry.db.target import open_target
+    from ferry.validate.queries import check_queries
+
     project = _project()
     opened = open_target(project, target)
     try:
@@ -356,6 +370,8 @@ def check(target: TargetOpt = None, as_json: JsonOpt = False) -> None:
 @app.command()
 def repair(target: TargetOpt = None) -> None:
     """Realign checksums with the files, remove failed rows, forget vanished files."""
+    from ferry.schema import commands
+
     report = commands.repair(_project(), target)
     out.print(
         f"checksums realigned: {', '.join(report.checksums_realigned) or 'none'}; "
@@ -371,6 +387,8 @@ def baseline(
     description: Annotated[str, typer.Option(help="history description")] = "baseline",
 ) -> None:
     """Adopt an existing database: versions up to VERSION count as applied."""
+    from ferry.schema import commands
+
     row = commands.baseline(_project(), target, version=version, description=description)
     out.print(f"baselined at version {row.version}")
 
@@ -378,6 +396,8 @@ def baseline(
 @app.command()
 def branches(as_json: JsonOpt = False) -> None:
     """Branches of the version graph, and the head each target has applied."""
+    from ferry.schema import branching
+
     found = branching.branches(_project())
     if as_json:
         render.emit_json([b.__dict__ for b in found])
@@ -398,6 +418,8 @@ def branches(as_json: JsonOpt = False) -> None:
 @app.command()
 def merge(description: Annotated[str | None, typer.Option(help="file description")] = None) -> None:
     """Write a merge migration that requires every head."""
+    from ferry.schema import branching
+
     for path in branching.merge(_project(), description=description):
         out.print(f"wrote {path}")
 
@@ -407,6 +429,8 @@ def rebase(
     branch: str, onto: Annotated[str, typer.Option("--onto", help="head version to follow")]
 ) -> None:
     """Renumber BRANCH's migrations after the head ONTO (refused if any is applied)."""
+    from ferry.schema import branching
+
     changes = branching.rebase(_project(), branch, onto=onto)
     if not changes:
         out.print(f"branch {branch} already follows {onto}")
@@ -437,6 +461,10 @@ def copy(
     as_json: JsonOpt = False,
 ) -> None:
     """Copy data as a job spec says; resumes from checkpoints after a crash."""
+    from ferry.data.copy import copy_data
+    from ferry.data.spec import load_job
+    from ferry.rollback.safe_copy import copy_plan, safe_copy
+
     spec = load_job(job)
     project = _project() if state.config is not None else None
     if mode not in ("normal", "dry_run", "safe"):
@@ -534,6 +562,10 @@ def verify(
     bisected down to its keys), or a row comparison in Arrow of the source as the job
     transforms it with the target; then constraint checks on the target.
     """
+    from ferry.data.spec import load_job
+    from ferry.validate.compare import Canon
+    from ferry.validate.data import verify_job
+
     spec = load_job(job)
     project = _project() if state.config is not None else None
     report = verify_job(
@@ -566,6 +598,9 @@ def sync(
     as_json: JsonOpt = False,
 ) -> None:
     """Replay changes captured on the source (inserts, updates, deletes) on the target."""
+    from ferry.data.delta import sync_job
+    from ferry.data.spec import load_job
+
     spec = load_job(job)
     project = _project() if state.config is not None else None
 
@@ -616,6 +651,9 @@ def runs(
 ) -> None:
     """Runs recorded in a target (ferry_runs): schema runs, copies, verifications and
     rollbacks, with status, times, errors; --json adds each summary (validation reports)."""
+    from ferry.db.target import open_target
+    from ferry.runs import read_runs
+
     opened = open_target(_project(), target)
     try:
         with opened.connect() as conn:
@@ -655,6 +693,9 @@ def backup(
     as_json: JsonOpt = False,
 ) -> None:
     """Back up a target's tables, with a manifest of row counts and checksums."""
+    from ferry.db.target import open_target
+    from ferry.rollback import create_backup
+
     project = _project()
     opened = open_target(project, target)
     try:
@@ -677,6 +718,8 @@ def backup(
 @app.command()
 def backups(as_json: JsonOpt = False) -> None:
     """Backups under the project's backup location, newest first."""
+    from ferry.rollback import list_backups
+
     found = list_backups(_backup_root(_project()))
     if as_json:
         render.emit_json([b.manifest() for b in found])
@@ -702,6 +745,9 @@ def restore(
     target: TargetOpt = None,
 ) -> None:
     """Restore a backup into the database it came from, then prove it by its checksums."""
+    from ferry.db.target import open_target
+    from ferry.rollback import restore_backup
+
     project = _project()
     opened = open_target(project, target)
     try:
@@ -722,6 +768,8 @@ def rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Undo one run by the safest strategy available, and say which."""
+    from ferry.rollback.runs import rollback_run
+
     project = _project()
     report = rollback_run(project, run_id, target, backup_root=_backup_root(project), reason=reason)
     if as_json:
@@ -737,6 +785,8 @@ def quickstart(
     folder: Annotated[Path, typer.Argument(help="demo folder")] = Path("quickstart-demo"),
 ) -> None:
     """Camera-counting demo on SQLite: migrate, copy the legacy data, prove it."""
+    from ferry.quickstart.demo import run_quickstart
+
     result = run_quickstart(folder)
     legacy = result.legacy
     out.print(
@@ -776,16 +826,17 @@ def main(argv: list[str] | None = None) -> Any:
         if debug:
             raise
         _fail(str(error).replace("[", "\\["), error.exit_code)
-    except sa_exc.DBAPIError as error:
-        if debug:
-            raise
-        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        _fail(f"database error: {reason}".replace("[", "\\["), 3)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
-    except Exception as error:  # a bug in Ferry: say so, briefly
+    except Exception as error:
         if debug:
             raise
+        from sqlalchemy import exc as sa_exc  # already loaded if a database was used
+
+        if isinstance(error, sa_exc.DBAPIError):
+            reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+            _fail(f"database error: {reason}".replace("[", "\\["), 3)
+        # Anything else is a bug in Ferry: say so, briefly.
         _fail(
             f"internal error: {type(error).__name__}: {error}".replace("[", "\\[")
             + "\n  hint: run again with --debug for the traceback, and report it",

@@ -6,18 +6,19 @@ import json
 import sys
 import time
 from dataclasses import asdict, is_dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from ferry.data.copy import CopyReport
-from ferry.data.copy import Progress as CopyEvent
-from ferry.schema.commands import RunReport, StatusReport
-from ferry.schema.execute import StepResult
-from ferry.schema.history import HistoryRow
-from ferry.schema.lint import LintReport
-from ferry.validate.report import ValidationReport
+if TYPE_CHECKING:
+    from ferry.data.copy_report import CopyReport
+    from ferry.data.copy_report import Progress as CopyEvent
+    from ferry.schema.commands import RunReport, StatusReport
+    from ferry.schema.execute import StepResult
+    from ferry.schema.history import HistoryRow
+    from ferry.schema.lint import LintReport
+    from ferry.validate.report import ValidationReport
 
 # Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 160)

@@ -13,7 +13,6 @@ import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from ferry.runs import attach_to_run, finish_run, start_run
 from ferry.validate.checksums import Side, keeps_values, locate, sides
 from ferry.validate.compare import Canon, Diff, compare, key_strings
 from ferry.validate.constraints import check_constraints
+from ferry.validate.methods import Method as Method  # re-exported: its old home
 from ferry.validate.report import ValidationReport
 
 
@@ -51,15 +51,6 @@ class TableCheck:
     ranges: int = 0  # ranges summarised inside the databases
     leaves: int = 0  # ranges read and compared row by row
     fetched: int = 0  # rows read for the row-by-row comparison, both sides
-
-
-class Method(StrEnum):
-    """How verify compares: checksums inside the databases where the job keeps values as
-    they are (`auto`), checksums or an error (`checksum`), or every row read (`rows`)."""
-
-    AUTO = "auto"
-    CHECKSUM = "checksum"
-    ROWS = "rows"
 
 
 def _checksum_sides(
