@@ -1200,15 +1200,24 @@ def run_dlt(servers: Servers, targets: Targets, workdir: Path, workers: int) -> 
         return run
     # dlt builds no keys: build the source's afterwards, so both targets end up alike.
     with Watcher(servers, targets.made) as watcher:
-        run.keys_s = build_keys_after(servers, dlt_db, run.stats["counts"], workers)
+        run.keys_s = build_keys_after(servers, dlt_db, workers)
     run.note += watcher.note()
     run.keys_stats = pg_table_stats(servers, dlt_db, ALL_TABLES)
     return run
 
 
-def source_keys(servers: Servers) -> tuple[list[tuple[str, str, list[str], bool]], list[str]]:
-    """The source's indexes as (table, name, columns, is_primary) and its foreign keys as
-    PostgreSQL ALTER TABLE statements: what Ferry and pgloader build after the data."""
+@dataclass(frozen=True)
+class SourceIndex:
+    table: str
+    name: str
+    columns: tuple[str, ...]
+    primary: bool
+    unique: bool
+
+
+def source_keys(servers: Servers) -> tuple[list[SourceIndex], list[str]]:
+    """The source's indexes, and its foreign keys as PostgreSQL ALTER TABLE statements: what
+    Ferry and pgloader build after the data."""
     with servers.mysql(SOURCE_DB) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT table_name, index_name, column_name, non_unique FROM "
@@ -1216,9 +1225,11 @@ def source_keys(servers: Servers) -> tuple[list[tuple[str, str, list[str], bool]
             "ORDER BY table_name, index_name, seq_in_index",
             (SOURCE_DB,),
         )
-        indexes: dict[tuple[str, str], list[str]] = {}
-        for table, name, column, _ in cur.fetchall():
-            indexes.setdefault((table, name), []).append(column)
+        columns: dict[tuple[str, str], list[str]] = {}
+        unique: dict[tuple[str, str], bool] = {}
+        for table, name, column, non_unique in cur.fetchall():
+            columns.setdefault((table, name), []).append(column)
+            unique[(table, name)] = not int(non_unique)
         cur.execute(
             "SELECT k.constraint_name, k.table_name, k.column_name, k.referenced_table_name, "
             "k.referenced_column_name FROM information_schema.key_column_usage k "
@@ -1231,55 +1242,62 @@ def source_keys(servers: Servers) -> tuple[list[tuple[str, str, list[str], bool]
             mine, theirs = fks.setdefault((name, table, ref_table), ([], []))
             mine.append(column)
             theirs.append(ref_column)
-    shaped = [
-        (table, name, columns, name == "PRIMARY") for (table, name), columns in indexes.items()
+    indexes = [
+        SourceIndex(table, name, tuple(cols), name == "PRIMARY", unique[(table, name)])
+        for (table, name), cols in columns.items()
     ]
     statements = [
         f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" FOREIGN KEY '
         f'({", ".join(map(quote, mine))}) REFERENCES "{ref}" ({", ".join(map(quote, theirs))})'
         for (name, table, ref), (mine, theirs) in fks.items()
     ]
-    return shaped, statements
+    return indexes, statements
 
 
 def quote(name: str) -> str:
     return f'"{name}"'
 
 
-def build_keys_after(
-    servers: Servers, database: str, counts: dict[str, int], workers: int
-) -> float:
-    """Build the source's keys on a target that has the data only (dlt's), the way Ferry
-    does: every index on `workers` connections at once, the heaviest first and the only one
-    given the server's parallel workers; then primary keys adopted; then foreign keys.
-    Returns the seconds it took."""
+def build_keys_after(servers: Servers, database: str, workers: int) -> float:
+    """Build the source's keys on a target that has the data only (dlt's) as Ferry builds
+    its own: every index on `workers` connections at once, heaviest first (table bytes x key
+    columns), only the heaviest given the server's parallel workers when several run; then
+    primary keys adopted; then foreign keys. Returns the seconds it took."""
     from concurrent.futures import ThreadPoolExecutor
 
     indexes, fks = source_keys(servers)
-    weighted = sorted(indexes, key=lambda i: counts.get(i[0], 0) * len(i[2]), reverse=True)
-    heaviest = weighted[0] if weighted else None
 
     def one(statements: list[str]) -> None:
         with servers.pg(database) as conn, conn.transaction():
             for statement in statements:
                 conn.execute(statement.encode())
 
-    def index_sql(index: tuple[str, str, list[str], bool]) -> list[str]:
-        table, name, columns, primary = index
-        label = f"{table}_pkey" if primary else f"{table}_{name}"
-        serial = [] if index is heaviest else ["SET LOCAL max_parallel_maintenance_workers = 0"]
-        unique = "UNIQUE " if primary else ""
-        cols = ", ".join(map(quote, columns))
-        return [*serial, f'CREATE {unique}INDEX "{label}" ON "{table}" ({cols})']
-
     t0 = time.perf_counter()
+    with servers.pg(database) as conn:
+        sizes = {
+            str(name): int(size)
+            for name, size in conn.execute(
+                "SELECT relname, pg_total_relation_size(oid) FROM pg_class WHERE relkind = 'r'"
+            ).fetchall()
+        }
+    weighted = sorted(indexes, key=lambda i: sizes.get(i.table, 0) * len(i.columns), reverse=True)
+    heaviest = weighted[0] if weighted and workers > 1 else None
+
+    def index_sql(index: SourceIndex) -> list[str]:
+        label = f"{index.table}_pkey" if index.primary else f"{index.table}_{index.name}"
+        held = heaviest is not None and index is not heaviest
+        serial = ["SET LOCAL max_parallel_maintenance_workers = 0"] if held else []
+        unique = "UNIQUE " if index.unique else ""
+        cols = ", ".join(map(quote, index.columns))
+        return [*serial, f'CREATE {unique}INDEX "{label}" ON "{index.table}" ({cols})']
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(one, [index_sql(i) for i in weighted]))
     one(
         [
-            f'ALTER TABLE "{table}" ADD PRIMARY KEY USING INDEX "{table}_pkey"'
-            for table, _, _, primary in indexes
-            if primary
+            f'ALTER TABLE "{i.table}" ADD PRIMARY KEY USING INDEX "{i.table}_pkey"'
+            for i in indexes
+            if i.primary
         ]
     )
     with ThreadPoolExecutor(max_workers=workers) as pool:

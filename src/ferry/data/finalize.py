@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import MetaData, Table, inspect
+from sqlalchemy import Connection, MetaData, Table, inspect
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.schema import AddConstraint, CreateIndex, ForeignKeyConstraint, Index
 
@@ -40,10 +40,9 @@ def _run(
 
     def one(step: Step) -> None:
         with target.connect() as conn:
+            if heaviest is not None and step is not heaviest:
+                _hold_back(conn, serial_sql)
             try:
-                if heaviest is not None and step is not heaviest:
-                    for statement in serial_sql:
-                        conn.exec_driver_sql(statement)
                 conn.exec_driver_sql(step.sql)
                 conn.commit()
             except sa_exc.DBAPIError as error:
@@ -58,12 +57,24 @@ def _run(
             future.result()
 
 
+def _hold_back(conn: Connection, statements: tuple[str, ...]) -> None:
+    """Session settings that only tune a build: a server that refuses one (an older
+    version without it) builds with its defaults instead."""
+    try:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    except sa_exc.DBAPIError:
+        conn.rollback()
+
+
 def build_keys(
     target: Target, created: list[TablePlan], *, workers: int, warn: Callable[[str], None]
 ) -> None:
     """Indexes (the primary key's among them) in parallel, then keys attached, identities
     reset, then foreign keys in parallel."""
     adapter = target.adapter
+    if not adapter.concurrent_ddl:
+        workers = 1
     dialect = target.engine.dialect
     preparer = dialect.identifier_preparer
     meta = MetaData()
@@ -85,7 +96,8 @@ def build_keys(
             )
             for p in created
         }
-        sizes = adapter.table_bytes(conn, [p.target_name for p in created])
+        # Sizes order concurrent builds (heaviest first); one at a time, order is moot.
+        sizes = adapter.table_bytes(conn, [p.target_name for p in created]) if workers > 1 else {}
         conn.commit()
     indexes: list[Step] = []
     attach: list[Step] = []

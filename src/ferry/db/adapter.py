@@ -116,6 +116,8 @@ class Adapter:
     #: own threads already fill the cores, so the server's parallel workers go only to the
     #: build that outlasts the others.
     serial_index_build_sql: ClassVar[tuple[str, ...]] = ()
+    #: Several connections may build indexes and keys at the same time.
+    concurrent_ddl: ClassVar[bool] = True
     #: Command-line tools Ferry can use with this database (backups, restores).
     external_tools: ClassVar[tuple[str, ...]] = ()
 

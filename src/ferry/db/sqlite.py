@@ -99,6 +99,8 @@ class SQLiteAdapter(Adapter):
     split_dialect = "sqlite"
     # SQLite has no ALTER TABLE ... ADD CONSTRAINT: foreign keys live in CREATE TABLE.
     can_add_foreign_keys = False
+    # One writer at a time: indexes built on two connections would only wait for each other.
+    concurrent_ddl = False
     explain_prefix = "EXPLAIN QUERY PLAN"
     unchecked_drops = ("PRAGMA foreign_keys = OFF", "PRAGMA foreign_keys = ON")
     external_tools = ("sqlite3",)
