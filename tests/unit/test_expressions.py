@@ -860,3 +860,11 @@ def test_string_functions_match_python(values: list[str | None]) -> None:
     assert run("LENGTH(s)", t) == [None if v is None else len(v) for v in values]
     assert run("SUBSTRING(s, 2, 3)", t) == [None if v is None else v[1:4] for v in values]
     assert run("s || '|'", t) == [None if v is None else v + "|" for v in values]
+
+
+@pytest.mark.parametrize(
+    "text", ["HOUR(recorded_at)", "YEAR(d)", "EXTRACT(DOW FROM recorded_at)", "HOUR(NULL)"]
+)
+def test_date_parts_are_integers(table: pa.Table, text: str) -> None:
+    # a derived hour becomes an INTEGER column, as MySQL's HOUR() returns
+    assert compile_expression(text).evaluate(table).type == pa.int32()
