@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, MetaData, Table, inspect
+from sqlalchemy import Connection, MetaData, inspect
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.schema import AddConstraint, CreateIndex, ForeignKeyConstraint, Index
 
@@ -78,23 +78,23 @@ def build_keys(
     dialect = target.engine.dialect
     preparer = dialect.identifier_preparer
     meta = MetaData()
+    names = [p.target_name for p in created]
     with target.connect() as conn:
-        for plan in created:
-            Table(plan.target_name, meta, autoload_with=conn)
+        # What exists already (a resumed run may have built part of it); one catalog query
+        # per kind for all tables where the dialect batches them (PostgreSQL).
+        meta.reflect(conn, only=names)
         inspector = inspect(conn)
         have_index = {
-            p.target_name: {i["name"] for i in inspector.get_indexes(p.target_name)}
-            for p in created
+            name: {i["name"] for i in found}
+            for (_, name), found in inspector.get_multi_indexes(filter_names=names).items()
         }
         have_fk = {
-            p.target_name: {f["name"] for f in inspector.get_foreign_keys(p.target_name)}
-            for p in created
+            name: {f["name"] for f in found}
+            for (_, name), found in inspector.get_multi_foreign_keys(filter_names=names).items()
         }
         have_pk = {
-            p.target_name: bool(
-                inspector.get_pk_constraint(p.target_name).get("constrained_columns")
-            )
-            for p in created
+            name: bool(found and found.get("constrained_columns"))
+            for (_, name), found in inspector.get_multi_pk_constraint(filter_names=names).items()
         }
         # Sizes order concurrent builds (heaviest first); one at a time, order is moot.
         sizes = adapter.table_bytes(conn, [p.target_name for p in created]) if workers > 1 else {}
@@ -139,8 +139,9 @@ def build_keys(
     _run(target, attach, 1, warn)
     with target.connect() as conn:
         keyed = MetaData()  # reflected again: the primary keys exist only now
-        for plan in created:
-            adapter.reset_identity(conn, Table(plan.target_name, keyed, autoload_with=conn))
+        keyed.reflect(conn, only=names)
+        for name in names:
+            adapter.reset_identity(conn, keyed.tables[name])
             conn.commit()
     fks: list[Step] = []
     for plan in created if adapter.can_add_foreign_keys else []:
