@@ -85,6 +85,7 @@ faster than pgloader and faster than tuned dlt (issue 3).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -665,6 +666,7 @@ def run_child(job_file: Path, workers: int, profile_out: Path | None) -> int:
         },
     }
     print(RESULT_MARK + json.dumps(payload), flush=True)
+    gc.freeze()  # as `ferry` itself does at exit: no collection of every object at shutdown
     return 0
 
 
