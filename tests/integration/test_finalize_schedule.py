@@ -76,3 +76,19 @@ def test_a_setting_the_server_refuses_does_not_stop_the_build(pg: Target) -> Non
     _run(pg, steps, 2, warnings.append, serial_sql=("SET LOCAL ferry_no_such.setting_x = ",))
     assert not warnings
     assert sorted(step for step, _ in _seen(pg)) == ["heavy", "light"]
+
+
+def test_steps_commit_unflushed_and_the_setting_stays_in_their_transaction(pg: Target) -> None:
+    steps = [
+        Step(
+            "seen",
+            "a",
+            "INSERT INTO seen (step, workers) SELECT 'a', current_setting('synchronous_commit')",
+            1,
+        ),
+    ]
+    _run(pg, steps, 1, lambda _: None, settings=pg.adapter.unflushed_commit_sql)
+    assert _seen(pg) == [("a", "off")]
+    with pg.connect() as conn:
+        assert conn.execute(text("SHOW synchronous_commit")).scalar() == "on"
+        conn.commit()

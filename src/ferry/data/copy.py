@@ -429,6 +429,8 @@ class _Job:
         out = transformer.apply(batch, sampler.keep(batch, chunk) if sampler else None)
         rejects = list(out.rejects)
         with self.target.connect() as conn, conn.begin():
+            for statement in self.target.adapter.unflushed_commit_sql:
+                conn.exec_driver_sql(statement)
             written, skipped = self._load(conn, plan, out.table, batch, rejects)
             if out.fills is not None:
                 self.target.adapter.fill_nulls(

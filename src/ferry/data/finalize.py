@@ -31,17 +31,19 @@ def _run(
     workers: int,
     warn: Callable[[str], None],
     *,
+    settings: tuple[str, ...] = (),
     serial_sql: tuple[str, ...] = (),
 ) -> None:
-    """Steps on `workers` connections, heaviest first; `serial_sql` runs before each step
-    but the heaviest (the one that outlasts the others may use the server's own workers)."""
+    """Steps on `workers` connections, heaviest first. `settings` run before each step,
+    `serial_sql` before each but the heaviest (the one that outlasts the others may use the
+    server's own workers)."""
     steps = sorted(steps, key=lambda step: step.weight, reverse=True)
     heaviest = steps[0] if steps and workers > 1 else None
 
     def one(step: Step) -> None:
         with target.connect() as conn:
-            if heaviest is not None and step is not heaviest:
-                _hold_back(conn, serial_sql)
+            held = heaviest is not None and step is not heaviest
+            _tune(conn, settings + serial_sql if held else settings)
             try:
                 conn.exec_driver_sql(step.sql)
                 conn.commit()
@@ -57,7 +59,7 @@ def _run(
             future.result()
 
 
-def _hold_back(conn: Connection, statements: tuple[str, ...]) -> None:
+def _tune(conn: Connection, statements: tuple[str, ...]) -> None:
     """Session settings that only tune a build: a server that refuses one (an older
     version without it) builds with its defaults instead."""
     try:
@@ -135,8 +137,9 @@ def build_keys(
                         sizes.get(plan.target_name, 0) * len(spec.columns),
                     )
                 )
-    _run(target, indexes, workers, warn, serial_sql=adapter.serial_index_build_sql)
-    _run(target, attach, 1, warn)
+    tuned = adapter.unflushed_commit_sql
+    _run(target, indexes, workers, warn, settings=tuned, serial_sql=adapter.serial_index_build_sql)
+    _run(target, attach, 1, warn, settings=tuned)
     with target.connect() as conn:
         keyed = MetaData()  # reflected again: the primary keys exist only now
         keyed.reflect(conn, only=names)
@@ -161,4 +164,4 @@ def build_keys(
                     sizes.get(plan.target_name, 0),
                 )
             )
-    _run(target, fks, workers, warn)
+    _run(target, fks, workers, warn, settings=tuned)

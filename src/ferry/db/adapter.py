@@ -116,6 +116,11 @@ class Adapter:
     #: own threads already fill the cores, so the server's parallel workers go only to the
     #: build that outlasts the others.
     serial_index_build_sql: ClassVar[tuple[str, ...]] = ()
+    #: Run first in a transaction whose loss in a server crash costs only a redo (a copy's
+    #: chunk, whose rows and checkpoint commit together; a key built after the load): its
+    #: commit returns before the log is flushed. The run's record, committed last and
+    #: flushed, makes everything before it durable before Ferry reports the run finished.
+    unflushed_commit_sql: ClassVar[tuple[str, ...]] = ()
     #: Several connections may build indexes and keys at the same time.
     concurrent_ddl: ClassVar[bool] = True
     #: Command-line tools Ferry can use with this database (backups, restores).
