@@ -464,6 +464,25 @@ class Targets:
             self.drop(name)
 
 
+def run_logged(
+    command: list[str], log: Path, servers: Servers, targets: Targets
+) -> tuple[subprocess.CompletedProcess[bytes], float, str, str]:
+    """Run a peer tool with its output in `log`, timed as a process (wall clock) while the
+    servers are watched; returns the result, the seconds, the log's text and the watch note."""
+    with Watcher(servers, targets.made) as watcher, log.open("w") as out:
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+            cwd=log.parent,
+            stdin=subprocess.DEVNULL,
+        )
+        seconds = time.perf_counter() - t0
+    return done, seconds, log.read_text(errors="replace"), watcher.note()
+
+
 class Watcher:
     """Samples, while a run is timed, whether anyone else is busy on the two servers.
 
@@ -1026,22 +1045,11 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
         else:
             loader_db = targets.fresh("plain_pgloader")
             targets.checkpoint()
-            log = workdir / "pgloader.log"
             command = [pgloader, servers.mysql_url(), servers.pg_url(loader_db)]
-            with Watcher(servers, targets.made) as watcher, log.open("w") as out:
-                t0 = time.perf_counter()
-                done = subprocess.run(
-                    command,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    check=False,
-                    cwd=workdir,
-                    stdin=subprocess.DEVNULL,
-                )
-                loader_s = time.perf_counter() - t0
-            loader_note = watcher.note()
+            done, loader_s, text, loader_note = run_logged(
+                command, workdir / "pgloader.log", servers, targets
+            )
             loader_stats = pg_table_stats(servers, loader_db, ALL_TABLES)
-            text = log.read_text(errors="replace")
             if done.returncode != 0:
                 failures += 1
                 print(f"pgloader exited {done.returncode}; its log:\n{text[-4000:]}")
@@ -1173,19 +1181,7 @@ def run_dlt(servers: Servers, targets: Targets, workdir: Path, workers: int) -> 
         "--workers",
         str(workers),
     ]
-    log = workdir / "dlt.log"
-    with Watcher(servers, targets.made) as watcher, log.open("w") as out:
-        t0 = time.perf_counter()
-        done = subprocess.run(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            check=False,
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-        )
-        wall = time.perf_counter() - t0
-    text = log.read_text(errors="replace")
+    done, wall, text, note = run_logged(command, workdir / "dlt.log", servers, targets)
     marked = [line for line in text.splitlines() if line.startswith(DLT_RESULT_MARK)]
     print("\n$ " + " ".join(command))
     if done.returncode != 0 or not marked:
@@ -1193,7 +1189,7 @@ def run_dlt(servers: Servers, targets: Targets, workdir: Path, workers: int) -> 
         return DltRun(wall, ok=False)
     print("\n".join(line for line in text.splitlines() if not line.startswith(DLT_RESULT_MARK)))
     run = DltRun(wall, ok=True, result=json.loads(marked[-1][len(DLT_RESULT_MARK) :]))
-    run.note = watcher.note()
+    run.note = note
     run.stats = pg_table_stats(servers, dlt_db, ALL_TABLES)
     own = run.result["counts"]
     if any(own.get(table) != run.stats["counts"][table] for table in ALL_TABLES):

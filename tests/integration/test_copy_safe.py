@@ -32,6 +32,29 @@ def _source(tmp_path: Path) -> Path:
     return path
 
 
+#: A table of the target's own that no copy may touch.
+KEEP_ME = ("CREATE TABLE keep_me (id INTEGER PRIMARY KEY)", "INSERT INTO keep_me VALUES (1)")
+
+
+def _execute(url: str, *statements: str) -> None:
+    engine = engine_for(url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+def _job_template(source: Path, target: str) -> str:
+    """The job copying `cams`, with `{limit}` left for errors.max_errors."""
+    return (
+        f"source: sqlite:///{source}\ntarget: {target}\n"
+        "tables:\n  cams:\n    values: {{active: {{map: {{Y: true, N: false}}}}}}\n"
+        "errors: {{max_errors: {limit}}}\n"
+    )
+
+
 def _tables(url: str) -> set[str]:
     from sqlalchemy import inspect
 
@@ -47,18 +70,10 @@ def test_safe_copy_restores_the_target_on_failure(tmp_path: Path, target_dialect
     source = _source(tmp_path)
     target, drop = new_database(target_dialect, tmp_path)
     try:
-        engine = engine_for(target)
-        with engine.begin() as conn:
-            conn.exec_driver_sql("CREATE TABLE keep_me (id INTEGER PRIMARY KEY)")
-            conn.exec_driver_sql("INSERT INTO keep_me VALUES (1)")
-        engine.dispose()
+        _execute(target, *KEEP_ME)
         before = _tables(target)
         job = tmp_path / "job.yaml"
-        text = (
-            f"source: sqlite:///{source}\ntarget: {target}\n"
-            "tables:\n  cams:\n    values: {{active: {{map: {{Y: true, N: false}}}}}}\n"
-            "errors: {{max_errors: {limit}}}\n"
-        )
+        text = _job_template(source, target)
         planned = copy_plan(parse_job(text.format(limit=0), path=job), spec_path=job)
         assert "CREATE TABLE cams" in planned
         assert _tables(target) == before  # the dry run changed nothing
@@ -97,19 +112,14 @@ def test_safe_copy_backs_up_only_the_tables_it_touches(tmp_path: Path, target_di
     source = _source(tmp_path)
     target, drop = new_database(target_dialect, tmp_path)
     try:
-        engine = engine_for(target)
-        with engine.begin() as conn:
-            conn.exec_driver_sql("CREATE TABLE keep_me (id INTEGER PRIMARY KEY)")
-            conn.exec_driver_sql("INSERT INTO keep_me VALUES (1)")
-            conn.exec_driver_sql("CREATE TABLE cams (id INTEGER PRIMARY KEY, active BOOLEAN)")
-            conn.exec_driver_sql("INSERT INTO cams VALUES (100, NULL)")
-        engine.dispose()
-        job = tmp_path / "job.yaml"
-        text = (
-            f"source: sqlite:///{source}\ntarget: {target}\n"
-            "tables:\n  cams:\n    values: {{active: {{map: {{Y: true, N: false}}}}}}\n"
-            "errors: {{max_errors: {limit}}}\n"
+        _execute(
+            target,
+            *KEEP_ME,
+            "CREATE TABLE cams (id INTEGER PRIMARY KEY, active BOOLEAN)",
+            "INSERT INTO cams VALUES (100, NULL)",
         )
+        job = tmp_path / "job.yaml"
+        text = _job_template(source, target)
         # cams held a row: only the backup can take the copy's rows out again
         with pytest.raises(RolledBack, match="undone by restore backup"):
             safe_copy(

@@ -99,7 +99,7 @@ def build_keys(
             for (_, name), found in inspector.get_multi_pk_constraint(filter_names=names).items()
         }
         # Sizes order concurrent builds (heaviest first); one at a time, order is moot.
-        sizes = adapter.table_bytes(conn, [p.target_name for p in created]) if workers > 1 else {}
+        sizes = adapter.table_bytes(conn, names) if workers > 1 else {}
         conn.commit()
     indexes: list[Step] = []
     attach: list[Step] = []

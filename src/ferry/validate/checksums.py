@@ -36,27 +36,23 @@ LEAF_ROWS = 2_000
 FAN_OUT = 16
 
 
+#: Type families in the order they are tried: Float before Numeric, its base class.
+_KINDS: tuple[tuple[type, CanonKind], ...] = (
+    (sat.Boolean, "bool"),
+    (sat.Integer, "int"),
+    (sat.Float, "float"),
+    (sat.Numeric, "decimal"),
+    (sat.DateTime, "timestamp"),
+    (sat.Date, "date"),
+    (sat.Uuid, "uuid"),
+    (sat._Binary, "bytes"),
+    (sat.String, "string"),
+)
+
+
 def canon_kind(column_type: Any) -> CanonKind:
-    """The canonical family of a (target) column type; Float before Numeric, its base."""
-    if isinstance(column_type, sat.Boolean):
-        return "bool"
-    if isinstance(column_type, sat.Integer):
-        return "int"
-    if isinstance(column_type, sat.Float):
-        return "float"
-    if isinstance(column_type, sat.Numeric):
-        return "decimal"
-    if isinstance(column_type, sat.DateTime):
-        return "timestamp"
-    if isinstance(column_type, sat.Date):
-        return "date"
-    if isinstance(column_type, sat.Uuid):
-        return "uuid"
-    if isinstance(column_type, sat._Binary):
-        return "bytes"
-    if isinstance(column_type, sat.String):
-        return "string"
-    return "other"
+    """The canonical family of a (target) column type."""
+    return next((kind for base, kind in _KINDS if isinstance(column_type, base)), "other")
 
 
 def keeps_values(transformer: Transformer) -> bool:
