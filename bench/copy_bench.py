@@ -96,7 +96,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,12 +135,14 @@ class Servers:
     pg_host: str
     pg_port: int
     pg_user: str
+    source_db: str = SOURCE_DB
 
-    def mysql_url(self, database: str = SOURCE_DB) -> str:
+    def mysql_url(self, database: str | None = None) -> str:
+        database = database or self.source_db
         return f"mysql://{self.my_user}@{self.my_host}:{self.my_port}/{database}"
 
-    def sqlalchemy_mysql_url(self, database: str = SOURCE_DB) -> str:
-        return f"mysql+pymysql://{self.my_user}@{self.my_host}:{self.my_port}/{database}"
+    def sqlalchemy_mysql_url(self) -> str:
+        return f"mysql+pymysql://{self.my_user}@{self.my_host}:{self.my_port}/{self.source_db}"
 
     def pg_url(self, database: str) -> str:
         return f"postgresql://{self.pg_user}@{self.pg_host}:{self.pg_port}/{database}"
@@ -341,54 +343,197 @@ def source_fill(rows: int) -> list[tuple[str, str]]:
     ]
 
 
-def source_ready(servers: Servers, rows: int) -> bool:
+# --- the shape of issue 3's reference figures: MySQL's `employees` sample database ---
+
+# Table sizes of the public sample (github.com/datacharmer/test_db): 3,919,015 rows in all,
+# salaries the 2.8-million-row table. Values are synthetic; schema and row counts follow it.
+EMPLOYEES = 300_024
+EMPLOYEE_TABLES = ("employees", "departments", "dept_manager", "dept_emp", "titles", "salaries")
+_DEPARTMENTS = [
+    "Marketing",
+    "Finance",
+    "Human Resources",
+    "Production",
+    "Development",
+    "Quality Management",
+    "Sales",
+    "Research",
+    "Customer Service",
+]
+_TITLES = [
+    "Senior Engineer",
+    "Staff",
+    "Engineer",
+    "Senior Staff",
+    "Assistant Engineer",
+    "Technique Leader",
+    "Manager",
+]
+
+
+def employees_ddl() -> list[str]:
+    """test_db's employees.sql, as it is."""
+    return [
+        "DROP TABLE IF EXISTS dept_emp, dept_manager, titles, salaries, employees, departments",
+        "CREATE TABLE employees (emp_no INT NOT NULL, birth_date DATE NOT NULL, "
+        "first_name VARCHAR(14) NOT NULL, last_name VARCHAR(16) NOT NULL, "
+        "gender ENUM('M','F') NOT NULL, hire_date DATE NOT NULL, PRIMARY KEY (emp_no)) "
+        "ENGINE=InnoDB",
+        "CREATE TABLE departments (dept_no CHAR(4) NOT NULL, dept_name VARCHAR(40) NOT NULL, "
+        "PRIMARY KEY (dept_no), UNIQUE KEY (dept_name)) ENGINE=InnoDB",
+        "CREATE TABLE dept_manager (emp_no INT NOT NULL, dept_no CHAR(4) NOT NULL, "
+        "from_date DATE NOT NULL, to_date DATE NOT NULL, "
+        "FOREIGN KEY (emp_no) REFERENCES employees (emp_no) ON DELETE CASCADE, "
+        "FOREIGN KEY (dept_no) REFERENCES departments (dept_no) ON DELETE CASCADE, "
+        "PRIMARY KEY (emp_no, dept_no)) ENGINE=InnoDB",
+        "CREATE TABLE dept_emp (emp_no INT NOT NULL, dept_no CHAR(4) NOT NULL, "
+        "from_date DATE NOT NULL, to_date DATE NOT NULL, "
+        "FOREIGN KEY (emp_no) REFERENCES employees (emp_no) ON DELETE CASCADE, "
+        "FOREIGN KEY (dept_no) REFERENCES departments (dept_no) ON DELETE CASCADE, "
+        "PRIMARY KEY (emp_no, dept_no)) ENGINE=InnoDB",
+        "CREATE TABLE titles (emp_no INT NOT NULL, title VARCHAR(50) NOT NULL, "
+        "from_date DATE NOT NULL, to_date DATE, "
+        "FOREIGN KEY (emp_no) REFERENCES employees (emp_no) ON DELETE CASCADE, "
+        "PRIMARY KEY (emp_no, title, from_date)) ENGINE=InnoDB",
+        "CREATE TABLE salaries (emp_no INT NOT NULL, salary INT NOT NULL, "
+        "from_date DATE NOT NULL, to_date DATE NOT NULL, "
+        "FOREIGN KEY (emp_no) REFERENCES employees (emp_no) ON DELETE CASCADE, "
+        "PRIMARY KEY (emp_no, from_date)) ENGINE=InnoDB",
+    ]
+
+
+def employees_fill(employees: int) -> list[tuple[str, str]]:
+    """About test_db's counts per employee: 1.1 departments, 1.48 titles, 9.5 salaries."""
+    hired = "DATE'1985-01-01' + INTERVAL (seq * 104729) % 5110 DAY"
+    last_emp = 10_000 + employees
+    return [
+        (
+            "employees",
+            "INSERT INTO employees SELECT 10000 + seq, "
+            "DATE'1952-02-01' + INTERVAL (seq * 7919) % 4749 DAY, "
+            f"{_elt('seq', [w.title() for w in _FIRST])}, "
+            f"{_elt('seq DIV 20', [w.title() for w in _LAST])}, "
+            f"IF(seq % 5 < 3, 'M', 'F'), {hired} FROM seq_1_to_{employees}",
+        ),
+        (
+            "departments",
+            "INSERT INTO departments SELECT CONCAT('d00', seq), "
+            f"{_elt('seq - 1', _DEPARTMENTS)} FROM seq_1_to_{len(_DEPARTMENTS)}",
+        ),
+        (
+            "dept_manager",
+            f"INSERT INTO dept_manager SELECT LEAST({last_emp}, 110000 + seq * 1001), "
+            f"CONCAT('d00', 1 + seq % {len(_DEPARTMENTS)}), "
+            "DATE'1986-01-01' + INTERVAL seq * 97 DAY, DATE'9999-01-01' FROM seq_0_to_23",
+        ),
+        (
+            "dept_emp",
+            "INSERT INTO dept_emp SELECT 10000 + e.seq, "
+            f"CONCAT('d00', 1 + (e.seq * 7 + k.seq * 4) % {len(_DEPARTMENTS)}), "
+            f"{hired.replace('seq', 'e.seq')} + INTERVAL k.seq * 1000 DAY, "
+            "IF(k.seq = 0 AND e.seq % 10 = 0, "
+            f"{hired.replace('seq', 'e.seq')} + INTERVAL 1000 DAY, DATE'9999-01-01') "
+            f"FROM seq_1_to_{employees} e JOIN seq_0_to_1 k ON k.seq = 0 OR e.seq % 10 = 0 "
+            "ORDER BY 1, 2",
+        ),
+        (
+            "titles",
+            "INSERT INTO titles SELECT 10000 + e.seq, "
+            f"{_elt('e.seq + k.seq', _TITLES)}, "
+            f"{hired.replace('seq', 'e.seq')} + INTERVAL k.seq * 1500 DAY, "
+            "IF(k.seq = 0 AND e.seq % 100 < 48, "
+            f"{hired.replace('seq', 'e.seq')} + INTERVAL 1500 DAY, DATE'9999-01-01') "
+            f"FROM seq_1_to_{employees} e JOIN seq_0_to_1 k ON k.seq = 0 OR e.seq % 100 < 48 "
+            "ORDER BY 1, 2, 3",
+        ),
+        (
+            "salaries",
+            "INSERT INTO salaries SELECT 10000 + e.seq, "
+            "40000 + (e.seq * 31 + k.seq * 977) % 60000 + k.seq * 1500, "
+            f"{hired.replace('seq', 'e.seq')} + INTERVAL k.seq YEAR, "
+            f"{hired.replace('seq', 'e.seq')} + INTERVAL k.seq + 1 YEAR "
+            f"FROM seq_1_to_{employees} e JOIN seq_0_to_17 k ON k.seq <= (e.seq * 7) % 18 "
+            "ORDER BY 1, 3",
+        ),
+        ("analyze", "ANALYZE TABLE " + ", ".join(EMPLOYEE_TABLES)),
+    ]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    database: str
+    tables: tuple[str, ...]
+    ddl: Callable[[], list[str]]
+    fill: Callable[[int], list[tuple[str, str]]]
+    tagged: str  # the table whose comment says the source is complete, and for what size
+    size_unit: str
+
+
+CAMERA_COUNTS = Dataset(
+    "camera", SOURCE_DB, ALL_TABLES, source_ddl, source_fill, "analytics", "analytics rows"
+)
+EMPLOYEES_SAMPLE = Dataset(
+    "employees",
+    "ferry_bench_employees",
+    EMPLOYEE_TABLES,
+    employees_ddl,
+    employees_fill,
+    "salaries",
+    "employees",
+)
+DATASETS = {d.name: d for d in (CAMERA_COUNTS, EMPLOYEES_SAMPLE)}
+
+
+def source_ready(servers: Servers, dataset: Dataset, size: int) -> bool:
     with servers.mysql() as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT table_name, table_comment FROM information_schema.tables "
             "WHERE table_schema = %s",
-            (SOURCE_DB,),
+            (dataset.database,),
         )
         found = dict(cur.fetchall())
-    if set(ALL_TABLES) - set(found):
+    if set(dataset.tables) - set(found):
         return False
-    return found["analytics"] == f"{SOURCE_TAG} rows={rows}"
+    return found[dataset.tagged] == f"{SOURCE_TAG} rows={size}"
 
 
-def ensure_source(servers: Servers, rows: int, regenerate: bool) -> None:
-    if not regenerate and source_ready(servers, rows):
-        print(f"source: reusing MariaDB database {SOURCE_DB} ({rows:,} analytics rows)")
+def ensure_source(servers: Servers, dataset: Dataset, size: int, regenerate: bool) -> None:
+    what = f"MariaDB database {dataset.database} ({size:,} {dataset.size_unit})"
+    if not regenerate and source_ready(servers, dataset, size):
+        print(f"source: reusing {what}")
         return
-    print(f"source: generating MariaDB database {SOURCE_DB} ({rows:,} analytics rows) ...")
+    print(f"source: generating {what} ...")
     started = time.perf_counter()
     with servers.mysql() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE IF NOT EXISTS {SOURCE_DB} CHARACTER SET utf8mb4")
-        cur.execute(f"USE {SOURCE_DB}")
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS {dataset.database} CHARACTER SET utf8mb4")
+        cur.execute(f"USE {dataset.database}")
         # Empty tables, no checks: InnoDB's bulk path for INSERT ... SELECT into empty tables.
         cur.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
-        for statement in source_ddl():
+        for statement in dataset.ddl():
             cur.execute(statement)
-        for label, statement in source_fill(rows):
+        for label, statement in dataset.fill(size):
             t0 = time.perf_counter()
             cur.execute(statement)
             if label == "analyze":
                 cur.fetchall()
             print(f"  {label:<14} {time.perf_counter() - t0:7.1f} s")
-        cur.execute(f"ALTER TABLE analytics COMMENT = '{SOURCE_TAG} rows={rows}'")
+        cur.execute(f"ALTER TABLE {dataset.tagged} COMMENT = '{SOURCE_TAG} rows={size}'")
     print(f"source: generated in {time.perf_counter() - started:.1f} s")
 
 
-def drop_strays(servers: Servers) -> list[str]:
-    """Drop `ferry_*` tables that a copy left in the source, so every run sees the 6 tables.
+def drop_strays(servers: Servers, tables: tuple[str, ...]) -> list[str]:
+    """Drop `ferry_*` tables that a copy left in the source, so every run sees the same tables.
 
     (Ferry before commit efda4ab created its delta-capture log `ferry_delta_log` in the source
     on every copy; pgloader would then copy it too.)
     """
-    with servers.mysql(SOURCE_DB) as conn, conn.cursor() as cur:
-        marks = ", ".join(["%s"] * len(ALL_TABLES))
+    with servers.mysql(servers.source_db) as conn, conn.cursor() as cur:
+        marks = ", ".join(["%s"] * len(tables))
         cur.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
             f"AND table_name LIKE 'ferry\\_%%' AND table_name NOT IN ({marks})",
-            (SOURCE_DB, *ALL_TABLES),
+            (servers.source_db, *tables),
         )
         strays = [row[0] for row in cur.fetchall()]
         for name in strays:
@@ -397,7 +542,7 @@ def drop_strays(servers: Servers) -> list[str]:
 
 
 def source_counts(servers: Servers, tables: tuple[str, ...]) -> dict[str, int]:
-    with servers.mysql(SOURCE_DB) as conn, conn.cursor() as cur:
+    with servers.mysql(servers.source_db) as conn, conn.cursor() as cur:
         counts = {}
         for table in tables:
             cur.execute(f"SELECT COUNT(*) FROM `{table}`")
@@ -412,7 +557,7 @@ def source_bytes(servers: Servers, tables: tuple[str, ...]) -> int:
         cur.execute(
             "SELECT COALESCE(SUM(data_length), 0) FROM information_schema.tables "
             f"WHERE table_schema = %s AND table_name IN ({marks})",
-            (SOURCE_DB, *tables),
+            (servers.source_db, *tables),
         )
         return int(cur.fetchone()[0])
 
@@ -524,7 +669,7 @@ class Watcher:
                     "SELECT COUNT(*) FROM information_schema.processlist WHERE id <> "
                     "CONNECTION_ID() AND command NOT IN ('Sleep', 'Daemon') "
                     "AND COALESCE(db, '') <> %s",
-                    (SOURCE_DB,),
+                    (self.servers.source_db,),
                 )
                 others += cur.fetchone()[0]
                 self.samples += 1
@@ -831,7 +976,7 @@ def run_transforms(args: argparse.Namespace, servers: Servers, targets: Targets)
                     args.profile,
                 )
             run.note = watcher.note()
-            left = drop_strays(servers)
+            left = drop_strays(servers, ALL_TABLES)
             stats = pg_table_stats(servers, database, TRANSFORM_TABLES)
             targets.drop(database)
             results.append((workers, run))
@@ -912,7 +1057,7 @@ def physical_limit(servers: Servers, targets: Targets, workdir: Path, rows: int)
         "--quick",
         "-e",
         "SELECT id, camera_id, count, timestamp FROM analytics ORDER BY id",
-        SOURCE_DB,
+        servers.source_db,
     ]
     ddl = (
         "CREATE TABLE analytics (id BIGINT PRIMARY KEY, camera_id INTEGER NOT NULL, "
@@ -986,32 +1131,34 @@ def _n(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
 
-def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> int:
-    counts = source_counts(servers, ALL_TABLES)
+def run_plain(
+    args: argparse.Namespace, servers: Servers, targets: Targets, tables: tuple[str, ...]
+) -> int:
+    counts = source_counts(servers, tables)
     total = sum(counts.values())
-    with servers.mysql(SOURCE_DB) as conn, conn.cursor() as cur:
+    with servers.mysql(servers.source_db) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT COUNT(DISTINCT table_name, index_name) FROM information_schema.statistics "
             "WHERE table_schema = %s",
-            (SOURCE_DB,),
+            (servers.source_db,),
         )
         src_indexes = int(cur.fetchone()[0])
         cur.execute(
             "SELECT COUNT(*) FROM information_schema.referential_constraints "
             "WHERE constraint_schema = %s",
-            (SOURCE_DB,),
+            (servers.source_db,),
         )
         src_fks = int(cur.fetchone()[0])
         cur.execute(
             "SELECT COUNT(*) FROM information_schema.table_constraints "
             "WHERE constraint_schema = %s AND constraint_type = 'PRIMARY KEY'",
-            (SOURCE_DB,),
+            (servers.source_db,),
         )
         src_pks = int(cur.fetchone()[0])
     print(
-        f"\nplain copy of {SOURCE_DB}: {len(ALL_TABLES)} tables, {total:,} rows, "
+        f"\nplain copy of {servers.source_db}: {len(tables)} tables, {total:,} rows, "
         f"{src_indexes} indexes (incl. {src_pks} primary keys), {src_fks} foreign keys; "
-        f"InnoDB data_length {mb(source_bytes(servers, ALL_TABLES)):,.0f} MB"
+        f"InnoDB data_length {mb(source_bytes(servers, tables)):,.0f} MB"
     )
     failures = 0
     workers = args.workers[0] if len(args.workers) == 1 else 2
@@ -1024,13 +1171,13 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
                 plain_job(servers, ferry_db, args.batch_size), workers, workdir, args.profile
             )
         run.note = watcher.note()
-        left = drop_strays(servers)
+        left = drop_strays(servers, tables)
         if left:
             print(
                 f"note: the Ferry copy created {', '.join(left)} in the source; dropped before "
                 "pgloader runs"
             )
-        ferry_stats = pg_table_stats(servers, ferry_db, ALL_TABLES)
+        ferry_stats = pg_table_stats(servers, ferry_db, tables)
         if run.result["status"] != "completed":
             failures += 1
         for warning in run.result["warnings"]:
@@ -1049,7 +1196,7 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
             done, loader_s, text, loader_note = run_logged(
                 command, workdir / "pgloader.log", servers, targets
             )
-            loader_stats = pg_table_stats(servers, loader_db, ALL_TABLES)
+            loader_stats = pg_table_stats(servers, loader_db, tables)
             if done.returncode != 0:
                 failures += 1
                 print(f"pgloader exited {done.returncode}; its log:\n{text[-4000:]}")
@@ -1062,7 +1209,7 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
 
         dlt_run: DltRun | None = None
         if args.dlt:
-            dlt_run = run_dlt(servers, targets, workdir, workers)
+            dlt_run = run_dlt(servers, targets, workdir, workers, tables)
             if dlt_run is not None:
                 failures += 0 if dlt_run.ok else 1
 
@@ -1132,7 +1279,7 @@ def run_plain(args: argparse.Namespace, servers: Servers, targets: Targets) -> i
             peers.append(("dlt+keys", dlt_run.keys_stats))
     head = "".join(f" {name:>10}" for name, _ in peers)
     print(f"\n{'table':<15} {'source':>10} {'ferry':>10}{head}")
-    for table in ALL_TABLES:
+    for table in tables:
         ours = ferry_stats["counts"][table]
         theirs = [stats["counts"][table] if stats else None for _, stats in peers]
         same = ours == counts[table] and all(
@@ -1164,7 +1311,9 @@ class DltRun:
     keys_stats: dict[str, Any] | None = None  # pg_table_stats once the keys are built
 
 
-def run_dlt(servers: Servers, targets: Targets, workdir: Path, workers: int) -> DltRun | None:
+def run_dlt(
+    servers: Servers, targets: Targets, workdir: Path, workers: int, tables: tuple[str, ...]
+) -> DltRun | None:
     """Copy the source with dlt (bench/dlt_peer.py in its own venv) into a fresh database."""
     if not DLT_PYTHON.exists():
         print(f"\ndlt is not installed ({DLT_PYTHON} missing): run `bash bench/setup.sh`")
@@ -1190,9 +1339,9 @@ def run_dlt(servers: Servers, targets: Targets, workdir: Path, workers: int) -> 
     print("\n".join(line for line in text.splitlines() if not line.startswith(DLT_RESULT_MARK)))
     run = DltRun(wall, ok=True, result=json.loads(marked[-1][len(DLT_RESULT_MARK) :]))
     run.note = note
-    run.stats = pg_table_stats(servers, dlt_db, ALL_TABLES)
+    run.stats = pg_table_stats(servers, dlt_db, tables)
     own = run.result["counts"]
-    if any(own.get(table) != run.stats["counts"][table] for table in ALL_TABLES):
+    if any(own.get(table) != run.stats["counts"][table] for table in tables):
         print(f"dlt reported rows per table {own}, its target holds {run.stats['counts']}")
         run.ok = False
         return run
@@ -1200,7 +1349,7 @@ def run_dlt(servers: Servers, targets: Targets, workdir: Path, workers: int) -> 
     with Watcher(servers, targets.made) as watcher:
         run.keys_s = build_keys_after(servers, dlt_db, workers)
     run.note += watcher.note()
-    run.keys_stats = pg_table_stats(servers, dlt_db, ALL_TABLES)
+    run.keys_stats = pg_table_stats(servers, dlt_db, tables)
     return run
 
 
@@ -1216,12 +1365,12 @@ class SourceIndex:
 def source_keys(servers: Servers) -> tuple[list[SourceIndex], list[str]]:
     """The source's indexes, and its foreign keys as PostgreSQL ALTER TABLE statements: what
     Ferry and pgloader build after the data."""
-    with servers.mysql(SOURCE_DB) as conn, conn.cursor() as cur:
+    with servers.mysql(servers.source_db) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT table_name, index_name, column_name, non_unique FROM "
             "information_schema.statistics WHERE table_schema = %s "
             "ORDER BY table_name, index_name, seq_in_index",
-            (SOURCE_DB,),
+            (servers.source_db,),
         )
         columns: dict[tuple[str, str], list[str]] = {}
         unique: dict[tuple[str, str], bool] = {}
@@ -1233,7 +1382,7 @@ def source_keys(servers: Servers) -> tuple[list[SourceIndex], list[str]]:
             "k.referenced_column_name FROM information_schema.key_column_usage k "
             "WHERE k.table_schema = %s AND k.referenced_table_name IS NOT NULL "
             "ORDER BY k.constraint_name, k.ordinal_position",
-            (SOURCE_DB,),
+            (servers.source_db,),
         )
         fks: dict[tuple[str, str, str], tuple[list[str], list[str]]] = {}
         for name, table, column, ref_table, ref_column in cur.fetchall():
@@ -1312,6 +1461,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--regenerate", action="store_true", help="rebuild the source")
     parser.add_argument("--plain", action="store_true", help="whole database, next to pgloader")
     parser.add_argument(
+        "--dataset",
+        choices=sorted(DATASETS),
+        default=CAMERA_COUNTS.name,
+        help="with --plain: the camera-counting database, or one shaped like MySQL's employees "
+        "sample (issue 3's reference figures)",
+    )
+    parser.add_argument(
         "--dlt",
         action="store_true",
         help="with --plain: also copy with tuned dlt (bench/.venv-dlt, made by bench/setup.sh)",
@@ -1358,21 +1514,27 @@ def main(argv: list[str] | None = None) -> int:
         f"MariaDB {servers.my_host}:{servers.my_port}, PostgreSQL {servers.pg_host}:"
         f"{servers.pg_port}"
     )
-    ensure_source(servers, args.rows, args.regenerate)
-    strays = drop_strays(servers)
+    dataset = DATASETS[args.dataset]
+    if dataset is not CAMERA_COUNTS and not args.plain:
+        raise BenchError(f"--dataset {dataset.name} is a --plain copy: add --plain")
+    servers = replace(servers, source_db=dataset.database)
+    ensure_source(
+        servers, dataset, args.rows if dataset is CAMERA_COUNTS else EMPLOYEES, args.regenerate
+    )
+    strays = drop_strays(servers, dataset.tables)
     if strays:
         print(f"source: dropped tables an earlier copy left there: {', '.join(strays)}")
     targets = Targets(servers, args.keep)
     try:
         if args.plain:
-            failures = run_plain(args, servers, targets)
+            failures = run_plain(args, servers, targets, dataset.tables)
         else:
             failures = run_transforms(args, servers, targets)
     finally:
         targets.drop_all()
     print(
         f"\nsource kept: drop it with  mariadb -h {servers.my_host} -u {servers.my_user} "
-        f"-e 'DROP DATABASE {SOURCE_DB}'"
+        f"-e 'DROP DATABASE {dataset.database}'"
     )
     if failures:
         print(f"{failures} check(s) failed")

@@ -735,6 +735,59 @@ def test_chunking_integer_string_and_composite_keys(pair: Pair) -> None:
     assert got == [(n, a, b) for n, (a, b) in enumerate(composite)]
 
 
+def test_date_time_and_bytes_keys_are_read_by_the_fast_reader(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chunk bounds come back from the checkpoint table as JSON text: a date compared as text
+    # cannot be written as a literal, and every chunk then went through the driver's Python
+    # rows (37 s instead of 4 s for 3.9 million rows). connectorx must read every chunk.
+    from ferry.data import extract
+
+    if pair.source_dialect in (MY, PG):
+
+        def no_driver_rows(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("a chunk was read through the driver, not connectorx")
+
+        monkeypatch.setattr(extract, "_driver_rows", no_driver_rows)
+    stamp = timestamp_type(pair.source_dialect)
+    blob = {MY: "VARBINARY(16)", PG: "BYTEA", LITE: "BLOB"}[pair.source_dialect]
+    pair.source_sql(
+        "CREATE TABLE salaries (emp_no INTEGER NOT NULL, from_date DATE NOT NULL, "
+        "salary INTEGER NOT NULL, PRIMARY KEY (emp_no, from_date))"
+    )
+    pair.source_sql(f"CREATE TABLE readings (taken_at {stamp} PRIMARY KEY, v INTEGER)")
+    pair.source_sql(f"CREATE TABLE tokens (token {blob} NOT NULL PRIMARY KEY, v INTEGER)")
+    salaries = [
+        (e, f"20{y:02d}-0{m}-01", e * 100 + y) for e in (1, 2) for y in (1, 2, 3) for m in (1, 7)
+    ]
+    pair.source_sql(
+        "INSERT INTO salaries VALUES (:e, :d, :s)",
+        [{"e": e, "d": d, "s": s} for e, d, s in salaries],
+    )
+    readings = [datetime(2024, 1, 1, h, m, 30) for h in (0, 9, 23) for m in (0, 15, 59)]
+    pair.source_sql(
+        "INSERT INTO readings VALUES (:t, :v)", [{"t": t, "v": n} for n, t in enumerate(readings)]
+    )
+    tokens = [bytes([n, 255 - n, 0, 39]) for n in range(9)]  # a zero byte and a quote
+    pair.source_sql(
+        "INSERT INTO tokens VALUES (:t, :v)", [{"t": t, "v": n} for n, t in enumerate(tokens)]
+    )
+
+    report = pair.copy("load: {batch_size: 2, workers: 2}\n")
+
+    assert {t.source: t.chunks >= 4 for t in report.tables} == dict.fromkeys(
+        ("salaries", "readings", "tokens"), True
+    )
+    counts = counts_of(report)
+    assert counts["salaries"] == Counts(read=12, written=12)
+    assert counts["readings"] == Counts(read=9, written=9)
+    assert counts["tokens"] == Counts(read=9, written=9)
+    got = pair.rows("salaries", "emp_no", "from_date", "salary")
+    assert sorted((e, str(d), s) for e, d, s in got) == sorted(salaries)
+    assert pair.rows("readings", "v", "taken_at") == [(n, t) for n, t in enumerate(readings)]
+    assert sorted(pair.rows("tokens", "v", "token")) == [(n, t) for n, t in enumerate(tokens)]
+
+
 # ---------------------------------------------------------------------- error limits
 
 

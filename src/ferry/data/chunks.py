@@ -2,20 +2,30 @@
 
 Ranges are keyset predicates on the key (never OFFSET): `key > lo AND key <= hi`, with row
 values for composite keys. Integer keys split by arithmetic on min and max; any other sortable
-key (strings, UUIDs, composite) by reading every n-th key once with a window function.
+key (strings, UUIDs, dates, composite) by reading the key columns once in key order and keeping
+every n-th: streamed as Arrow batches where the caller can (connectorx), else with a window
+function in the database (which MariaDB materialises: 6.2 s against 0.5 s streamed for 2.85
+million composite keys).
 """
 
 from __future__ import annotations
 
+import ast
+import datetime as dt
+import decimal
 import json
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, func, literal, or_, select, tuple_
+import pyarrow as pa
+from sqlalchemy import Connection, Select, Table, and_, func, literal, or_, select, tuple_
 from sqlalchemy import types as sat
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
-from ferry.db.adapter import Adapter
+from ferry.db.adapter import Adapter, adapter_for_dialect
 
 #: Rows per chunk where a job sets no `batch_size` and the source keeps no statistics.
 DEFAULT_CHUNK_ROWS = 100_000
@@ -51,6 +61,69 @@ def chunk_rows(
     return auto_chunk_rows(size / rows if size and rows else None, rows, workers)
 
 
+#: Key columns read in key order as Arrow batches by the caller's fast reader, or None where
+#: it cannot serve the query.
+KeyStream = Callable[[Select[Any]], Iterable[pa.RecordBatch] | None]
+
+
+class KeyStreamError(Exception):
+    """The fast key reader failed part-way: the database plans the ranges instead."""
+
+
+def _json_default(value: Any) -> Any:
+    # Dates, times, decimals and UUIDs as their text; bytes as hex. `key_value` turns the
+    # text back into the key column's type when a range is used.
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return str(value)
+
+
+def key_value(value: Any, type_: sat.TypeEngine[Any]) -> Any:
+    """A key bound in its column's Python type: bounds reloaded from a checkpoint are JSON
+    text, and a date compared as text is no index range (or no literal SQL at all)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        python = type_.python_type
+    except NotImplementedError:
+        return value
+    try:
+        if python is dt.datetime:
+            return dt.datetime.fromisoformat(value)
+        if python is dt.date:
+            return dt.date.fromisoformat(value)
+        if python is dt.time:
+            return dt.time.fromisoformat(value)
+        if python is decimal.Decimal:
+            return decimal.Decimal(value)
+        if python is uuid.UUID:
+            return uuid.UUID(value)
+        if python is bytes:
+            # Checkpoints written before bytes were stored as hex hold their repr.
+            legacy = value[:2] in ("b'", 'b"')
+            return ast.literal_eval(value) if legacy else bytes.fromhex(value)
+    except (ValueError, SyntaxError, decimal.InvalidOperation):
+        return value
+    return value
+
+
+class KeyBytes(sat.TypeDecorator[bytes]):
+    """A bytes key bound. Written out as SQL text for connectorx it takes the database's
+    binary literal; bound as a parameter it stays bytes."""
+
+    impl = sat.LargeBinary
+    cache_ok = True
+
+    def literal_processor(self, dialect: Dialect) -> Callable[[Any], str]:
+        template = adapter_for_dialect(dialect.name).bytes_literal_sql
+        return lambda value: template.format(hex=bytes(value).hex())
+
+
+def _bound(value: Any, type_: sat.TypeEngine[Any]) -> ColumnElement[Any]:
+    typed = key_value(value, type_)
+    return literal(typed, KeyBytes() if isinstance(typed, bytes) else type_)
+
+
 @dataclass(frozen=True)
 class KeyRange:
     """Rows with lo < key <= hi; None means unbounded. Keys are lists (composite-ready)."""
@@ -61,8 +134,8 @@ class KeyRange:
 
     def to_json(self) -> tuple[str | None, str | None]:
         return (
-            json.dumps(self.lo, default=str) if self.lo is not None else None,
-            json.dumps(self.hi, default=str) if self.hi is not None else None,
+            json.dumps(self.lo, default=_json_default) if self.lo is not None else None,
+            json.dumps(self.hi, default=_json_default) if self.hi is not None else None,
         )
 
     @classmethod
@@ -72,25 +145,19 @@ class KeyRange:
 
 def _compare(columns: list[Any], values: list[Any], op: str) -> ColumnElement[bool]:
     """`(a, b) > (x, y)` spelled out, so every database (and its indexes) understands it."""
+    first = _bound(values[0], columns[0].type)
     if len(columns) == 1:
-        column, value = columns[0], literal(values[0], columns[0].type)
-        result: ColumnElement[bool] = column > value if op == ">" else column <= value
+        result: ColumnElement[bool] = columns[0] > first if op == ">" else columns[0] <= first
         return result
     if op == ">":
         # (a > x) OR (a = x AND (b, ...) > (y, ...))
         return or_(
-            columns[0] > literal(values[0], columns[0].type),
-            and_(
-                columns[0] == literal(values[0], columns[0].type),
-                _compare(columns[1:], values[1:], ">"),
-            ),
+            columns[0] > first,
+            and_(columns[0] == first, _compare(columns[1:], values[1:], ">")),
         )
     return or_(
-        columns[0] < literal(values[0], columns[0].type),
-        and_(
-            columns[0] == literal(values[0], columns[0].type),
-            _compare(columns[1:], values[1:], "<="),
-        ),
+        columns[0] < first,
+        and_(columns[0] == first, _compare(columns[1:], values[1:], "<=")),
     )
 
 
@@ -112,8 +179,10 @@ def plan_ranges(
     rows_per_chunk: int,
     where: Any = None,
     estimate: int | None = None,
+    stream: KeyStream | None = None,
 ) -> list[KeyRange]:
-    """Key ranges of about `rows_per_chunk` rows each, covering the whole table."""
+    """Key ranges of about `rows_per_chunk` rows each, covering the whole table. `stream`
+    reads the keys of a non-integer or composite key where given."""
     if not key:
         return [KeyRange(0, None, None)]  # no key: one chunk, all or nothing
     columns = [table.c[k] for k in key]
@@ -136,6 +205,16 @@ def plan_ranges(
         step = max(1, -(-(high - low + 1) // chunks))
         edges = list(range(low - 1, high, step))[1:]
         return _ranges([[edge] for edge in edges])
+    if stream is not None:
+        keys = select(*columns).select_from(table).order_by(*columns)
+        if where is not None:
+            keys = keys.where(where)
+        batches = stream(keys)
+        if batches is not None:
+            try:
+                return _ranges(every_nth(batches, rows_per_chunk))
+            except KeyStreamError:
+                pass
     row_number = func.row_number().over(order_by=columns).label("ferry_rn")
     inner = select(*columns, row_number).select_from(table)
     if where is not None:
@@ -150,6 +229,20 @@ def plan_ranges(
     return _ranges(bounds)
 
 
+def every_nth(batches: Iterable[pa.RecordBatch], n: int) -> list[list[Any]]:
+    """The n-th, 2n-th, ... row of a stream, as lists: memory bounded by one batch."""
+    picked: list[list[Any]] = []
+    seen = 0
+    for batch in batches:
+        first = (n - seen % n) - 1  # offset in this batch of the next n-th row
+        if first < batch.num_rows:
+            rows = batch.take(pa.array(range(first, batch.num_rows, n), pa.int64()))
+            columns = [column.to_pylist() for column in rows.columns]
+            picked.extend(list(values) for values in zip(*columns, strict=True))
+        seen += batch.num_rows
+    return picked
+
+
 def _ranges(bounds: list[list[Any]]) -> list[KeyRange]:
     edges: list[list[Any] | None] = [None, *bounds, None]
     return [KeyRange(i, edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
@@ -157,8 +250,12 @@ def _ranges(bounds: list[list[Any]]) -> list[KeyRange]:
 
 __all__ = [
     "KeyRange",
+    "KeyStream",
+    "KeyStreamError",
     "auto_chunk_rows",
     "chunk_rows",
+    "every_nth",
+    "key_value",
     "plan_ranges",
     "range_predicate",
     "tuple_",

@@ -40,7 +40,7 @@ from ferry.data.chunks import DEFAULT_CHUNK_ROWS, KeyRange, chunk_rows, plan_ran
 from ferry.data.copy_report import CopyReport, Progress, SourceReadError, TableReport
 from ferry.data.deferral import Restored
 from ferry.data.endpoints import open_endpoint
-from ferry.data.extract import read_chunk
+from ferry.data.extract import key_stream, read_chunk
 from ferry.data.finalize import build_keys
 from ferry.data.modes import (
     Sampler,
@@ -288,6 +288,7 @@ class _Job:
             ),
             where=and_(*parts) if parts else None,
             estimate=estimate,
+            stream=key_stream(self.source),
         )
 
     def _check_conflict(self, plan: TablePlan) -> None:

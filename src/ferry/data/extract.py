@@ -13,7 +13,7 @@ import connectorx as cx
 import pyarrow as pa
 from sqlalchemy import Select, select, text
 
-from ferry.data.chunks import KeyRange, range_predicate
+from ferry.data.chunks import KeyRange, KeyStream, KeyStreamError, range_predicate
 from ferry.data.tables import TablePlan
 from ferry.db.target import Target
 
@@ -104,6 +104,31 @@ def read_select(source: Target, query: Select[Any]) -> pa.Table:
     with source.connect() as conn:
         result = conn.execute(query)
         return _driver_rows(list(result.keys()), result.fetchall())
+
+
+#: Rows per batch when a table's keys are read to plan its chunks (two or three columns).
+KEY_BATCH_ROWS = 262_144
+
+
+def key_stream(source: Target) -> KeyStream:
+    """Key columns read through connectorx, for `plan_ranges`; None where connectorx cannot
+    serve the query (the window function in the database then does it, not Python rows)."""
+
+    def stream(query: Select[Any]) -> Iterator[pa.RecordBatch] | None:
+        reader = _connectorx(source, query, return_type="arrow_stream", batch_size=KEY_BATCH_ROWS)
+        return None if reader is None else _guarded(reader)
+
+    return stream
+
+
+def _guarded(reader: Any) -> Iterator[pa.RecordBatch]:
+    """connectorx panics part-way on values it cannot type (a MySQL zero date in a key)."""
+    try:
+        yield from reader
+    except BaseException as error:
+        if isinstance(error, KeyboardInterrupt | SystemExit):
+            raise
+        raise KeyStreamError(str(error)) from error
 
 
 def stream_select(source: Target, query: Select[Any], batch_rows: int) -> Iterator[pa.RecordBatch]:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Engine,
+    Index,
     MetaData,
     Table,
     UniqueConstraint,
@@ -26,6 +27,7 @@ from ferry.data.spec import JobSpec, TableSpec
 from ferry.data.types import (
     LONG_TEXT,
     arrow_type,
+    indexable,
     parse_type,
     sa_type_for_arrow,
     translate_type,
@@ -214,6 +216,12 @@ def _design_target(
     source_is_sqlite = _dialect_of(table) == "sqlite"
     columns = []
     pk = {c.name for c in table.primary_key.columns}
+    indexed = pk | {
+        c.name
+        for group in [*table.indexes, *table.constraints]
+        if isinstance(group, Index | UniqueConstraint)
+        for c in group.columns
+    }
     for source_col, target_col in mapping.items():
         src = table.c[source_col]
         if target_col in spec.types:
@@ -237,6 +245,8 @@ def _design_target(
             col_type = translate_type(src.type)
         if source_is_sqlite and isinstance(col_type, sat.Float):
             col_type = sat.Double()  # SQLite's REAL is 8 bytes, whatever the declared name
+        if source_col in indexed:
+            col_type = indexable(col_type)
         single_key = source_col in pk and len(pk) == 1
         # SQLite reflects its rowid-alias INTEGER PRIMARY KEY as "auto"; it does number rows.
         auto = src.autoincrement is True or (

@@ -106,6 +106,8 @@ class Adapter:
     explain_prefix: ClassVar[str] = "EXPLAIN"
     #: Statements around drops that foreign keys must not stop (off, on).
     unchecked_drops: ClassVar[tuple[str, str] | None] = None
+    #: A bytes value written into SQL text (SQLAlchemy renders none): `{hex}` is its hex.
+    bytes_literal_sql: ClassVar[str] = "X'{hex}'"
     #: ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY works (so keys can follow the data).
     can_add_foreign_keys: ClassVar[bool] = True
     #: In-database checksums: `{t}` prefixed by its length, NULL kept NULL; and the sum over
@@ -380,6 +382,12 @@ def register(cls: type[Adapter]) -> type[Adapter]:
     for scheme in cls.schemes:
         _ADAPTERS[scheme] = cls
     return cls
+
+
+def adapter_for_dialect(name: str) -> type[Adapter]:
+    """The adapter class of a SQLAlchemy dialect name (`postgresql`, `mysql`, ...); the base
+    class for a dialect Ferry has no adapter for."""
+    return _ADAPTERS.get(name, Adapter)
 
 
 def adapter_for(url: str | URL) -> Adapter:

@@ -17,6 +17,7 @@ from ferry.config.project import BackupScope, Project
 from ferry.data.chunks import chunk_rows, plan_ranges
 from ferry.data.copy import CopyReport, Progress, copy_data
 from ferry.data.endpoints import open_endpoint
+from ferry.data.extract import key_stream
 from ferry.data.spec import JobSpec
 from ferry.data.tables import plan_tables
 from ferry.db.space import check_space, sizes
@@ -47,7 +48,14 @@ def copy_plan(spec: JobSpec, *, spec_path: Path, project: Project | None = None)
                 rows = chunk_rows(
                     source.adapter, conn, plan.source.name, spec.load.batch_size, spec.load.workers
                 )
-                ranges = plan_ranges(conn, plan.source, plan.key, rows_per_chunk=rows, where=where)
+                ranges = plan_ranges(
+                    conn,
+                    plan.source,
+                    plan.key,
+                    rows_per_chunk=rows,
+                    where=where,
+                    stream=key_stream(source),
+                )
                 mapping = ", ".join(f"{s} -> {t}" for s, t in plan.mapping.items())
                 lines.append(
                     f"\n-- {plan.name} -> {plan.target_name}: {len(ranges)} key "

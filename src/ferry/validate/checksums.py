@@ -24,6 +24,7 @@ from sqlalchemy import Table, and_, literal_column, select, text
 from sqlalchemy import types as sat
 
 from ferry.data.chunks import KeyRange, plan_ranges, range_predicate
+from ferry.data.extract import key_stream
 from ferry.data.tables import TablePlan
 from ferry.data.transform import Transformer
 from ferry.db.adapter import CanonKind, ChecksumPart
@@ -108,6 +109,7 @@ class Side:
                 self.key,
                 rows_per_chunk=max(LEAF_ROWS // 2, rows // FAN_OUT),
                 where=and_(*parts) if parts else None,
+                stream=key_stream(self.target),
             )
         # plan_ranges leaves the outer ends open: close them at the parent's bounds.
         return [

@@ -25,7 +25,7 @@ from ferry.config.project import Project
 from ferry.data.chunks import KeyRange, chunk_rows, plan_ranges, range_predicate
 from ferry.data.delta import source_rows
 from ferry.data.endpoints import open_endpoint
-from ferry.data.extract import read_chunk, read_select
+from ferry.data.extract import key_stream, read_chunk, read_select
 from ferry.data.spec import JobSpec, Mode
 from ferry.data.state import rejects as rejects_table
 from ferry.data.tables import TablePlan, plan_tables
@@ -173,7 +173,14 @@ def _check_table(
         rows = chunk_rows(
             source.adapter, conn, plan.source.name, spec.load.batch_size, spec.load.workers
         )
-        ranges = plan_ranges(conn, plan.source, plan.key, rows_per_chunk=rows, where=where)
+        ranges = plan_ranges(
+            conn,
+            plan.source,
+            plan.key,
+            rows_per_chunk=rows,
+            where=where,
+            stream=key_stream(source),
+        )
 
     def one(chunk: KeyRange) -> tuple[int, int, Diff]:
         batch = read_chunk(source, plan, chunk, descending=transformer.descending)
