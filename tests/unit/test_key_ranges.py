@@ -17,7 +17,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 import ferry.db.mysql
 import ferry.db.postgresql
 import ferry.db.sqlite  # noqa: F401  (the adapters register their dialects)
-from ferry.data.chunks import KeyRange, every_nth, key_value, range_predicate
+from ferry.data.chunks import KeyRange, every_nth, key_value, plan_ranges, range_predicate
 
 
 @pytest.mark.parametrize(
@@ -75,3 +75,43 @@ def test_bytes_and_date_bounds_render_as_sql_literals(dialect: object, literal: 
     query = select(table.c.token).where(range_predicate(table, ["token", "day"], chunk))
     sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))  # type: ignore[arg-type]
     assert f"t.token > {literal} OR t.token = {literal} AND t.day > '2024-01-02'" in sql
+
+
+def _pairs_table() -> tuple[Any, Table]:
+    from sqlalchemy import create_engine, insert
+
+    engine = create_engine("sqlite://")
+    table = Table(
+        "pairs",
+        MetaData(),
+        Column("a", sat.Integer, primary_key=True),
+        Column("b", sat.String(5), primary_key=True),
+    )
+    with engine.begin() as conn:
+        table.create(conn)
+        conn.execute(insert(table), [{"a": a, "b": b} for a in range(1, 301) for b in "xyz"])
+    return engine, table
+
+
+@pytest.mark.parametrize(
+    ("rows_per_leading", "prefix"),
+    [(3.0, True), (30.0, False), (None, False)],  # 3 x 64 <= 200 rows per chunk
+)
+def test_a_composite_key_splits_on_its_leading_integer_when_values_hold_few_rows(
+    rows_per_leading: float | None, prefix: bool
+) -> None:
+    engine, table = _pairs_table()
+    with engine.connect() as conn:
+        ranges = plan_ranges(
+            conn, table, ["a", "b"], rows_per_chunk=200, rows_per_leading=rows_per_leading
+        )
+        assert {len(r.hi) for r in ranges if r.hi is not None} == ({1} if prefix else {2})
+        seen: list[tuple[int, str]] = []
+        for chunk in ranges:
+            predicate = range_predicate(table, ["a", "b"], chunk)
+            assert predicate is not None
+            rows = [(a, b) for a, b in conn.execute(select(table.c.a, table.c.b).where(predicate))]
+            assert len(rows) <= 200 + 3  # a chunk ends with all rows of its last value
+            seen.extend(rows)
+    assert sorted(seen) == [(a, b) for a in range(1, 301) for b in "xyz"]  # each row once
+    assert len(ranges) >= 4

@@ -36,7 +36,13 @@ from sqlalchemy.schema import ForeignKeyConstraint
 
 from ferry.config.project import Project
 from ferry.data import aggregate, deferral, delta, state
-from ferry.data.chunks import DEFAULT_CHUNK_ROWS, KeyRange, chunk_rows, plan_ranges
+from ferry.data.chunks import (
+    DEFAULT_CHUNK_ROWS,
+    KeyRange,
+    chunk_rows,
+    plan_ranges,
+    rows_per_leading,
+)
 from ferry.data.copy_report import CopyReport, Progress, SourceReadError, TableReport
 from ferry.data.deferral import Restored
 from ferry.data.endpoints import open_endpoint
@@ -289,6 +295,9 @@ class _Job:
             where=and_(*parts) if parts else None,
             estimate=estimate,
             stream=key_stream(self.source),
+            rows_per_leading=rows_per_leading(
+                self.source.adapter, conn, plan.source.name, plan.key
+            ),
         )
 
     def _check_conflict(self, plan: TablePlan) -> None:

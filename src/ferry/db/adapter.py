@@ -288,6 +288,12 @@ class Adapter:
         one: chunk planning needs only the order of magnitude."""
         return None
 
+    def rows_per_value(self, conn: Connection, table: str, column: str) -> float | None:
+        """Average rows per distinct value of a column, from the statistics (no scan), if
+        the database keeps them: a composite key splits on its leading column alone only
+        when each of its values holds few rows."""
+        return None
+
     # --- disk space, for the free-space precondition ---
 
     def data_directory(self, conn: Connection, url: URL) -> Path | None:

@@ -332,6 +332,23 @@ class PostgresAdapter(Adapter):
         ).scalar()
         return int(found) if found is not None and found > 0 else None  # -1: never analysed
 
+    def rows_per_value(self, conn: Connection, table: str, column: str) -> float | None:
+        # n_distinct: a count, or minus the fraction of rows that are distinct (ANALYZE).
+        found = conn.execute(
+            text(
+                "SELECT s.n_distinct, c.reltuples FROM pg_catalog.pg_stats s "
+                "JOIN pg_catalog.pg_class c ON c.oid = to_regclass(:q) "
+                "WHERE s.schemaname = current_schema() AND s.tablename = :t AND s.attname = :c"
+            ),
+            {"q": conn.dialect.identifier_preparer.quote(table), "t": table, "c": column},
+        ).first()
+        if found is None or not found[0]:
+            return None
+        distinct, rows = float(found[0]), float(found[1])
+        if distinct < 0:
+            return -1.0 / distinct
+        return rows / distinct if rows > 0 else None
+
     def list_routines(self, conn: Connection) -> list[str]:
         triggers = conn.execute(
             text(

@@ -22,7 +22,7 @@ from sqlalchemy import and_, inspect, select, text
 from sqlalchemy import exc as sa_exc
 
 from ferry.config.project import Project
-from ferry.data.chunks import KeyRange, chunk_rows, plan_ranges, range_predicate
+from ferry.data.chunks import KeyRange, chunk_rows, plan_ranges, range_predicate, rows_per_leading
 from ferry.data.delta import source_rows
 from ferry.data.endpoints import open_endpoint
 from ferry.data.extract import key_stream, read_chunk, read_select
@@ -180,6 +180,7 @@ def _check_table(
             rows_per_chunk=rows,
             where=where,
             stream=key_stream(source),
+            rows_per_leading=rows_per_leading(source.adapter, conn, plan.source.name, plan.key),
         )
 
     def one(chunk: KeyRange) -> tuple[int, int, Diff]:
