@@ -552,6 +552,16 @@ class _Job:
         if self.on_progress is not None:
             self.on_progress(event)
 
+    def task(self, work: Callable[..., None], *args: Any) -> None:
+        """A unit of work on a worker thread: its failure stops the others at once, not
+        when the caller gets to its result (a chunk queued behind it would otherwise start,
+        and a source that is gone makes connectorx retry for 30 s)."""
+        try:
+            work(*args)
+        except BaseException as error:
+            self._stop(error)
+            raise
+
     def _stop(self, error: BaseException) -> None:
         if self.failure is None:
             self.failure = error
@@ -687,13 +697,15 @@ def copy_data(
                         chunks = pending[plan.name]
                         if spec.load.strategy is LoadStrategy.STREAM and chunks:
                             futures.append(
-                                pool.submit(job.run_stream, plan, transformer, chunks[0])
+                                pool.submit(job.task, job.run_stream, plan, transformer, chunks[0])
                             )
                         elif transformer.deduper is not None:
-                            futures.append(pool.submit(job.run_table, plan, transformer, chunks))
+                            futures.append(
+                                pool.submit(job.task, job.run_table, plan, transformer, chunks)
+                            )
                         else:
                             futures.extend(
-                                pool.submit(job.run_chunk, plan, transformer, chunk)
+                                pool.submit(job.task, job.run_chunk, plan, transformer, chunk)
                                 for chunk in chunks
                             )
                     for future in futures:

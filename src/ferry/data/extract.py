@@ -98,6 +98,10 @@ def _driver_rows(names: list[str], rows: Any) -> pa.Table:
 
 def read_select(source: Target, query: Select[Any]) -> pa.Table:
     """Any SELECT into Arrow: connectorx where it serves, else the driver."""
+    # A checkout (pinged) first: where the source is gone it fails at once, while
+    # connectorx's pool would retry the connection for 30 s.
+    with source.connect():
+        pass
     table = _connectorx(source, query, return_type="arrow")
     if isinstance(table, pa.Table):
         return _unify(table)
