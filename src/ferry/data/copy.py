@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ from ferry.data.copy_report import CopyReport, Progress, SourceReadError, TableR
 from ferry.data.deferral import Restored
 from ferry.data.endpoints import open_endpoint
 from ferry.data.extract import key_stream, read_chunk
-from ferry.data.finalize import build_keys
+from ferry.data.finalize import KeyBuilder
 from ferry.data.modes import (
     Sampler,
     Window,
@@ -58,7 +58,7 @@ from ferry.data.modes import (
     strata_counts,
 )
 from ferry.data.objects import carry_objects
-from ferry.data.spec import JobSpec, LoadStrategy, Mode, OnConflict
+from ferry.data.spec import JobSpec, KeysWhen, LoadStrategy, Mode, OnConflict
 from ferry.data.state import Counts, Reject
 from ferry.data.stream import BoundedReader
 from ferry.data.tables import TablePlan, occupancy, plan_tables
@@ -595,8 +595,8 @@ class _Job:
 
     # --- after the load ---
 
-    def finalize(self, plans: list[TablePlan], report: CopyReport) -> None:
-        """Build the keys, indexes and foreign keys of the tables Ferry created."""
+    def key_builder(self, plans: list[TablePlan], report: CopyReport) -> KeyBuilder | None:
+        """What builds the keys of the tables this job created (None: it created none)."""
         with self.target.connect() as conn:
             created = []
             for plan in plans:
@@ -605,12 +605,54 @@ class _Job:
                     created.append(plan)
             conn.commit()
         if not created:
-            return
-        build_keys(
-            self.target, created, workers=self.spec.load.workers, warn=report.warnings.append
+            return None
+        with self.source.connect() as conn:
+            # Builds start heaviest first; the source's sizes are known before the load.
+            weights = self.source.adapter.table_bytes(conn, [p.source.name for p in created])
+            conn.commit()
+        return KeyBuilder(
+            self.target,
+            created,
+            workers=self.workers,
+            warn=report.warnings.append,
+            weights=weights,
         )
+
+    def when_loaded(
+        self, plan: TablePlan, tasks: list[Future[None]], builder: KeyBuilder | None
+    ) -> None:
+        """With `load.keys: per_table`, start the table's keys once its last task is done,
+        if none failed."""
+        if builder is None or not self._keys_per_table():
+            return
+        left = [len(tasks)]
+
+        def done(_: Future[None]) -> None:
+            with self.lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last and not self.abort.is_set():
+                builder.loaded(plan.target_name)
+
+        if not tasks:
+            builder.loaded(plan.target_name)
+        for task in tasks:
+            task.add_done_callback(done)
+
+    def _keys_per_table(self) -> bool:
+        # Not on SQLite: one writer at a time, a build would stall the load.
+        return self.spec.load.keys is KeysWhen.PER_TABLE and self.target.adapter.concurrent_ddl
+
+    def finalize(self, builder: KeyBuilder | None) -> None:
+        """Wait for the keys, indexes and foreign keys of the tables Ferry created."""
+        if builder is None:
+            return
+        if not self._keys_per_table():
+            for plan in builder.plans:
+                builder.loaded(plan.target_name)
+        builder.finish()
         with self.target.connect() as conn:
-            for plan in created:
+            for plan in builder.plans:
                 state.set_table_status(conn, self.job, plan.name, "finalized")
             conn.commit()
 
@@ -684,6 +726,7 @@ def copy_data(
         )
         pending = job.prepare(plans, restart)
         job.set_aside(plans)
+        builder = job.key_builder(plans, report)
         try:
             transformers = {plan.name: Transformer(plan) for plan in plans}
             resumed = {p.name: job.done[p.name] for p in plans}
@@ -696,18 +739,20 @@ def copy_data(
                         transformer = transformers[plan.name]
                         chunks = pending[plan.name]
                         if spec.load.strategy is LoadStrategy.STREAM and chunks:
-                            futures.append(
+                            tasks = [
                                 pool.submit(job.task, job.run_stream, plan, transformer, chunks[0])
-                            )
+                            ]
                         elif transformer.deduper is not None:
-                            futures.append(
+                            tasks = [
                                 pool.submit(job.task, job.run_table, plan, transformer, chunks)
-                            )
+                            ]
                         else:
-                            futures.extend(
+                            tasks = [
                                 pool.submit(job.task, job.run_chunk, plan, transformer, chunk)
                                 for chunk in chunks
-                            )
+                            ]
+                        job.when_loaded(plan, tasks, builder)
+                        futures.extend(tasks)
                     for future in futures:
                         try:
                             future.result()
@@ -715,6 +760,10 @@ def copy_data(
                             job._stop(error)
                     if job.failure is not None:
                         break
+        except BaseException:
+            if builder is not None:
+                builder.stop()
+            raise
         finally:
             # Also after a failure: nothing stays dropped without a record of it.
             report.deferred = job.restore_deferred()
@@ -732,8 +781,10 @@ def copy_data(
             for p in plans
         ]
         if job.failure is not None:
+            if builder is not None:
+                builder.stop()
             raise job.failure
-        job.finalize(plans, report)
+        job.finalize(builder)
         carried = carry_objects(source, target)
         report.views_created = carried.views_created
         report.needs_translation = carried.needs_translation

@@ -1,18 +1,29 @@
-"""After the load: primary keys, secondary indexes and foreign keys of the tables Ferry
-created, built in parallel on separate connections (each commits on its own, so one that
-fails, an orphan refusing a foreign key, is reported and leaves the others in place).
+"""The keys of the tables a copy created, built as soon as each table's data is complete.
+
+A table's indexes (its primary key's among them) start the moment its last chunk commits,
+while other tables still load, on their own connections, heaviest first; then its primary
+key adopts its index and its identity follows the largest id; then each foreign key starts
+once both of its tables have their keys. Every step commits on its own, so one that fails,
+an orphan refusing a foreign key, is reported and leaves the others in place.
+
+Where the database can (PostgreSQL), a foreign key is added NOT VALID and then validated in
+a second step: adding it locks the referenced table against other additions, validating only
+shares it, so the foreign keys of several tables that point at one parent check their rows
+at the same time instead of one after another.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, MetaData, inspect
+from sqlalchemy import Connection, MetaData, Table, inspect
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.schema import AddConstraint, CreateIndex, ForeignKeyConstraint, Index
 
+from ferry.config.project import PoolConfig
 from ferry.data.tables import TablePlan
 from ferry.db.target import Target
 
@@ -20,43 +31,268 @@ from ferry.db.target import Target
 @dataclass(frozen=True)
 class Step:
     table: str
-    what: str  # "primary key", "index x", "foreign key y"
-    sql: str
+    what: str  # "primary key index", "index x", "foreign key y"
+    sql: tuple[str, ...]  # each statement in its own transaction
     weight: int = 0  # expected work (table bytes x key columns): the heaviest starts first
+    undo: str | None = None  # run when a statement after the first fails
 
 
-def _run(
-    target: Target,
-    steps: list[Step],
-    workers: int,
-    warn: Callable[[str], None],
-    *,
-    settings: tuple[str, ...] = (),
-    serial_sql: tuple[str, ...] = (),
-) -> None:
-    """Steps on `workers` connections, heaviest first. `settings` run before each step,
-    `serial_sql` before each but the heaviest (the one that outlasts the others may use the
-    server's own workers)."""
-    steps = sorted(steps, key=lambda step: step.weight, reverse=True)
-    heaviest = steps[0] if steps and workers > 1 else None
+@dataclass(frozen=True)
+class _ForeignKey:
+    step: Step
+    child: str
+    parent: str
 
-    def one(step: Step) -> None:
-        with target.connect() as conn:
-            held = heaviest is not None and step is not heaviest
-            _tune(conn, settings + serial_sql if held else settings)
-            try:
-                conn.exec_driver_sql(step.sql)
-                conn.commit()
-            except sa_exc.DBAPIError as error:
-                conn.rollback()
-                reason = str(error.orig).strip().splitlines()[0]
-                warn(f"{step.what} on `{step.table}` was not created: {reason}")
 
-    if not steps:
-        return
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for future in [pool.submit(one, step) for step in steps]:
-            future.result()
+class KeyBuilder:
+    """Builds the keys of `created` (tables Ferry made for a copy) on `workers` connections.
+
+    Call :meth:`loaded` for each table once its data is complete, then :meth:`finish`; after
+    a failed load, :meth:`stop`. `weights` (bytes per table) order the builds; the heaviest
+    index, when several run at once, is the only one left the server's parallel workers.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        created: list[TablePlan],
+        *,
+        workers: int,
+        warn: Callable[[str], None],
+        weights: dict[str, int],
+    ) -> None:
+        self.target = target
+        self.adapter = target.adapter
+        self.workers = workers if self.adapter.concurrent_ddl else 1
+        self.warn = warn
+        self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
+        self.outstanding = 0
+        self.stopping = False
+        self.created = {p.target_name for p in created}
+        self.keyed: set[str] = set()
+        self.indexing: dict[str, int] = {}  # table -> index steps still running
+        self.pool = ThreadPoolExecutor(max_workers=self.workers)
+        # Connections of its own: a build holds one for seconds, and the copy's chunks must
+        # not wait for the target's pool meanwhile.
+        self.engine = self.adapter.create_engine(target.url, PoolConfig(min=0, max=self.workers))
+        self.plans = created
+        self.meta = MetaData()
+        self._plan(created, weights)
+
+    # --- what to build ---
+
+    def _plan(self, created: list[TablePlan], weights: dict[str, int]) -> None:
+        dialect = self.target.engine.dialect
+        preparer = dialect.identifier_preparer
+        names = [p.target_name for p in created]
+        with self.target.connect() as conn:
+            # What exists already (a resumed run may have built part of it); one catalog
+            # query per kind for all tables where the dialect batches them (PostgreSQL).
+            self.meta.reflect(conn, only=names)
+            inspector = inspect(conn)
+            have_index = {
+                name: {i["name"] for i in found}
+                for (_, name), found in inspector.get_multi_indexes(filter_names=names).items()
+            }
+            have_fk = {
+                name: {f["name"] for f in found}
+                for (_, name), found in inspector.get_multi_foreign_keys(filter_names=names).items()
+            }
+            have_pk = {
+                name: bool(found and found.get("constrained_columns"))
+                for (_, name), found in inspector.get_multi_pk_constraint(
+                    filter_names=names
+                ).items()
+            }
+            conn.commit()
+        self.index_steps: dict[str, list[Step]] = {}
+        self.attach_sql: dict[str, str] = {}
+        self.fks: list[_ForeignKey] = []
+        for plan in created:
+            name = plan.target_name
+            table = self.meta.tables[name]
+            quoted = preparer.format_table(table)
+            weight = weights.get(plan.name, 0)
+            steps: list[Step] = []
+            key = [c.name for c in plan.target.primary_key.columns]
+            if key and not have_pk[name]:
+                index = f"{name}_pkey"[:63]
+                columns = ", ".join(preparer.quote(c) for c in key)
+                if index not in have_index[name]:
+                    sql = f"CREATE UNIQUE INDEX {preparer.quote(index)} ON {quoted} ({columns})"
+                    steps.append(Step(name, "primary key index", (sql,), weight * len(key)))
+                self.attach_sql[name] = self.adapter.primary_key_using_index_sql(
+                    quoted, preparer.quote(index), columns
+                )
+            for spec in plan.deferred_indexes:
+                if spec.name not in have_index[name]:
+                    index_ = Index(
+                        spec.name, *[table.c[c] for c in spec.columns], unique=spec.unique
+                    )
+                    sql = str(CreateIndex(index_).compile(dialect=dialect))
+                    steps.append(
+                        Step(name, f"index {spec.name}", (sql,), weight * len(spec.columns))
+                    )
+            self.index_steps[name] = steps
+            if not self.adapter.can_add_foreign_keys:
+                continue
+            for fk in plan.deferred_fks:
+                if fk.referred_table not in self.meta.tables:
+                    continue  # a parent outside the job that the target does not have
+                step = self._foreign_key(
+                    table,
+                    fk.name,
+                    fk.columns,
+                    fk.referred_table,
+                    fk.referred_columns,
+                    exists=fk.name in have_fk[name],
+                    weight=weight,
+                )
+                if step is not None:
+                    self.fks.append(_ForeignKey(step, name, fk.referred_table))
+        everything = [s for steps in self.index_steps.values() for s in steps]
+        heaviest = max(everything, key=lambda s: s.weight, default=None)
+        self.heaviest = heaviest if self.workers > 1 and len(everything) > 1 else None
+
+    def _foreign_key(
+        self,
+        table: Table,
+        name: str,
+        columns: list[str],
+        parent: str,
+        parent_columns: list[str],
+        *,
+        exists: bool,
+        weight: int,
+    ) -> Step | None:
+        dialect = self.target.engine.dialect
+        preparer = dialect.identifier_preparer
+        quoted = preparer.format_table(table)
+        validate = self.adapter.validate_foreign_key_sql
+        if exists:
+            # Added by a run that stopped before validating it (a no-op when valid).
+            if validate is None:
+                return None
+            sql = validate.format(table=quoted, name=preparer.quote(name))
+            return Step(table.name, f"foreign key {name}", (sql,), weight)
+        constraint = ForeignKeyConstraint(
+            columns, [f"{parent}.{c}" for c in parent_columns], name=name
+        )
+        table.append_constraint(constraint)
+        add = str(AddConstraint(constraint).compile(dialect=dialect))
+        if validate is None:
+            return Step(table.name, f"foreign key {name}", (add,), weight)
+        return Step(
+            table.name,
+            f"foreign key {name}",
+            (
+                f"{add} NOT VALID",
+                validate.format(table=quoted, name=preparer.quote(name)),
+            ),
+            weight,
+            undo=f"ALTER TABLE {quoted} DROP CONSTRAINT {preparer.quote(name)}",
+        )
+
+    # --- driving it ---
+
+    def loaded(self, table: str) -> None:
+        """`table`'s data is complete: start its indexes."""
+        if table not in self.created:
+            return
+        with self.lock:
+            steps = self.index_steps.get(table, [])
+            self.indexing[table] = len(steps)
+            if not steps:
+                self._submit(self._attach, table)
+                return
+            for step in sorted(steps, key=lambda s: s.weight, reverse=True):
+                self._submit(self._index, step)
+
+    def finish(self) -> None:
+        """Wait until every key of every loaded table is built."""
+        with self.idle:
+            while self.outstanding:
+                self.idle.wait()
+        self.pool.shutdown()
+        self.engine.dispose()
+
+    def stop(self) -> None:
+        """The load failed: start nothing more, wait for what runs."""
+        with self.lock:
+            self.stopping = True
+        self.finish()
+
+    def _submit(self, work: Callable[..., None], *args: object) -> None:
+        # Called with the lock held.
+        if self.stopping:
+            return
+        self.outstanding += 1
+        self.pool.submit(self._tracked, work, *args)
+
+    def _tracked(self, work: Callable[..., None], *args: object) -> None:
+        try:
+            work(*args)
+        except Exception as error:  # a step's own failure is warned; this is a bug's
+            self.warn(f"building keys stopped: {error}")
+        finally:
+            with self.idle:
+                self.outstanding -= 1
+                self.idle.notify_all()
+
+    def _index(self, step: Step) -> None:
+        serial = self.heaviest is not None and step is not self.heaviest
+        self._run(step, serial=serial)
+        with self.lock:
+            self.indexing[step.table] -= 1
+            if self.indexing[step.table] == 0:
+                self._submit(self._attach, step.table)
+
+    def _attach(self, table: str) -> None:
+        attach = self.attach_sql.get(table)
+        if attach is not None:
+            self._run(Step(table, "primary key", (attach,)))
+        with self.engine.connect() as conn:
+            keyed = Table(table, MetaData(), autoload_with=conn)  # the key exists only now
+            self.adapter.reset_identity(conn, keyed)
+            conn.commit()
+        with self.lock:
+            self.keyed.add(table)
+            ready = [
+                fk
+                for fk in self.fks
+                if fk.child in self.keyed
+                and (fk.parent in self.keyed or fk.parent not in self.created)
+            ]
+            for fk in sorted(ready, key=lambda f: f.step.weight, reverse=True):
+                self.fks.remove(fk)
+                self._submit(self._run, fk.step)
+
+    def _run(self, step: Step, *, serial: bool = False) -> None:
+        settings = self.adapter.unflushed_commit_sql
+        if serial:
+            settings += self.adapter.serial_index_build_sql
+        with self.engine.connect() as conn:
+            for done, statement in enumerate(step.sql):
+                _tune(conn, settings)
+                try:
+                    conn.exec_driver_sql(statement)
+                    conn.commit()
+                except sa_exc.DBAPIError as error:
+                    conn.rollback()
+                    if done and step.undo is not None:
+                        _undo(conn, step.undo)
+                    reason = str(error.orig).strip().splitlines()[0]
+                    self.warn(f"{step.what} on `{step.table}` was not created: {reason}")
+                    return
+
+
+def _undo(conn: Connection, statement: str) -> None:
+    try:
+        conn.exec_driver_sql(statement)
+        conn.commit()
+    except sa_exc.DBAPIError:
+        conn.rollback()
 
 
 def _tune(conn: Connection, statements: tuple[str, ...]) -> None:
@@ -67,101 +303,3 @@ def _tune(conn: Connection, statements: tuple[str, ...]) -> None:
             conn.exec_driver_sql(statement)
     except sa_exc.DBAPIError:
         conn.rollback()
-
-
-def build_keys(
-    target: Target, created: list[TablePlan], *, workers: int, warn: Callable[[str], None]
-) -> None:
-    """Indexes (the primary key's among them) in parallel, then keys attached, identities
-    reset, then foreign keys in parallel."""
-    adapter = target.adapter
-    if not adapter.concurrent_ddl:
-        workers = 1
-    dialect = target.engine.dialect
-    preparer = dialect.identifier_preparer
-    meta = MetaData()
-    names = [p.target_name for p in created]
-    with target.connect() as conn:
-        # What exists already (a resumed run may have built part of it); one catalog query
-        # per kind for all tables where the dialect batches them (PostgreSQL).
-        meta.reflect(conn, only=names)
-        inspector = inspect(conn)
-        have_index = {
-            name: {i["name"] for i in found}
-            for (_, name), found in inspector.get_multi_indexes(filter_names=names).items()
-        }
-        have_fk = {
-            name: {f["name"] for f in found}
-            for (_, name), found in inspector.get_multi_foreign_keys(filter_names=names).items()
-        }
-        have_pk = {
-            name: bool(found and found.get("constrained_columns"))
-            for (_, name), found in inspector.get_multi_pk_constraint(filter_names=names).items()
-        }
-        # Sizes order concurrent builds (heaviest first); one at a time, order is moot.
-        sizes = adapter.table_bytes(conn, names) if workers > 1 else {}
-        conn.commit()
-    indexes: list[Step] = []
-    attach: list[Step] = []
-    for plan in created:
-        table = meta.tables[plan.target_name]
-        key = [c.name for c in plan.target.primary_key.columns]
-        if key and not have_pk[plan.target_name]:
-            name = f"{plan.target_name}_pkey"[:63]
-            columns = ", ".join(preparer.quote(c) for c in key)
-            quoted = preparer.format_table(table)
-            if name not in have_index[plan.target_name]:
-                indexes.append(
-                    Step(
-                        plan.target_name,
-                        "primary key index",
-                        f"CREATE UNIQUE INDEX {preparer.quote(name)} ON {quoted} ({columns})",
-                        sizes.get(plan.target_name, 0) * len(key),
-                    )
-                )
-            attach.append(
-                Step(
-                    plan.target_name,
-                    "primary key",
-                    adapter.primary_key_using_index_sql(quoted, preparer.quote(name), columns),
-                )
-            )
-        for spec in plan.deferred_indexes:
-            if spec.name not in have_index[plan.target_name]:
-                index = Index(spec.name, *[table.c[c] for c in spec.columns], unique=spec.unique)
-                indexes.append(
-                    Step(
-                        plan.target_name,
-                        f"index {spec.name}",
-                        str(CreateIndex(index).compile(dialect=dialect)),
-                        sizes.get(plan.target_name, 0) * len(spec.columns),
-                    )
-                )
-    tuned = adapter.unflushed_commit_sql
-    _run(target, indexes, workers, warn, settings=tuned, serial_sql=adapter.serial_index_build_sql)
-    _run(target, attach, 1, warn, settings=tuned)
-    with target.connect() as conn:
-        keyed = MetaData()  # reflected again: the primary keys exist only now
-        keyed.reflect(conn, only=names)
-        for name in names:
-            adapter.reset_identity(conn, keyed.tables[name])
-            conn.commit()
-    fks: list[Step] = []
-    for plan in created if adapter.can_add_foreign_keys else []:
-        table = meta.tables[plan.target_name]
-        for fk in plan.deferred_fks:
-            if fk.name in have_fk[plan.target_name] or fk.referred_table not in meta.tables:
-                continue
-            constraint = ForeignKeyConstraint(
-                fk.columns, [f"{fk.referred_table}.{c}" for c in fk.referred_columns], name=fk.name
-            )
-            table.append_constraint(constraint)
-            fks.append(
-                Step(
-                    plan.target_name,
-                    f"foreign key {fk.name}",
-                    str(AddConstraint(constraint).compile(dialect=dialect)),
-                    sizes.get(plan.target_name, 0),
-                )
-            )
-    _run(target, fks, workers, warn, settings=tuned)

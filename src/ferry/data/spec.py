@@ -115,6 +115,17 @@ class LoadStrategy(StrEnum):
     STREAM = "stream"
 
 
+class KeysWhen(StrEnum):
+    """When the keys of the tables a copy creates are built."""
+
+    #: once every table is loaded: builds never compete with the load for CPU (fastest where
+    #: Ferry and the databases share a machine: 5.6 against 5.8 s for the employees sample)
+    AFTER_LOAD = "after_load"
+    #: each table's as soon as its own data is complete, as pgloader does (fastest where the
+    #: target has cores to spare while the load waits on the source or the network)
+    PER_TABLE = "per_table"
+
+
 class OnConflict(StrEnum):
     UPDATE = "update"
     IGNORE = "ignore"
@@ -237,6 +248,7 @@ class LoadSpec(_Model):
     batch_size: int | None = Field(default=None, ge=1)
     workers: int = Field(default=2, ge=1, le=64)
     defer_indexes: bool = True
+    keys: KeysWhen = KeysWhen.AFTER_LOAD
     create_tables: bool = True
     #: stream: batches read ahead at most (back-pressure beyond that), and seconds after
     #: which a partial buffer is flushed anyway

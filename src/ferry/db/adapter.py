@@ -106,6 +106,9 @@ class Adapter:
     explain_prefix: ClassVar[str] = "EXPLAIN"
     #: Statements around drops that foreign keys must not stop (off, on).
     unchecked_drops: ClassVar[tuple[str, str] | None] = None
+    #: Validates a foreign key added NOT VALID (`{table}`, `{name}` quoted), where the
+    #: database splits the two: the check then only shares the referenced table.
+    validate_foreign_key_sql: ClassVar[str | None] = None
     #: A bytes value written into SQL text (SQLAlchemy renders none): `{hex}` is its hex.
     bytes_literal_sql: ClassVar[str] = "X'{hex}'"
     #: ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY works (so keys can follow the data).

@@ -50,6 +50,7 @@ class PostgresAdapter(Adapter):
     serial_index_build_sql = ("SET LOCAL max_parallel_maintenance_workers = 0",)
     # A chunk's commit waited for its ~10 MB of WAL, an index's for all of its pages'.
     unflushed_commit_sql = ("SET LOCAL synchronous_commit TO off",)
+    validate_foreign_key_sql = "ALTER TABLE {table} VALIDATE CONSTRAINT {name}"
     bytes_literal_sql = "'\\x{hex}'::bytea"
     checksum_length_prefixed = "length({t}) || ':' || {t}"
     checksum_sum = "sum(('x' || substr(md5({row}), 1, 15))::bit(60)::bigint)"
