@@ -1362,9 +1362,9 @@ class SourceIndex:
     unique: bool
 
 
-def source_keys(servers: Servers) -> tuple[list[SourceIndex], list[str]]:
-    """The source's indexes, and its foreign keys as PostgreSQL ALTER TABLE statements: what
-    Ferry and pgloader build after the data."""
+def source_keys(servers: Servers) -> tuple[list[SourceIndex], list[tuple[str, str]]]:
+    """The source's indexes, and its foreign keys as PostgreSQL statements (add, validate):
+    what Ferry and pgloader build after the data."""
     with servers.mysql(servers.source_db) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT table_name, index_name, column_name, non_unique FROM "
@@ -1394,8 +1394,11 @@ def source_keys(servers: Servers) -> tuple[list[SourceIndex], list[str]]:
         for (table, name), cols in columns.items()
     ]
     statements = [
-        f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" FOREIGN KEY '
-        f'({", ".join(map(quote, mine))}) REFERENCES "{ref}" ({", ".join(map(quote, theirs))})'
+        (
+            f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" FOREIGN KEY '
+            f'({", ".join(map(quote, mine))}) REFERENCES "{ref}" ({", ".join(map(quote, theirs))})',
+            f'ALTER TABLE "{table}" VALIDATE CONSTRAINT "{name}"',
+        )
         for (name, table, ref), (mine, theirs) in fks.items()
     ]
     return indexes, statements
@@ -1409,7 +1412,9 @@ def build_keys_after(servers: Servers, database: str, workers: int) -> float:
     """Build the source's keys on a target that has the data only (dlt's) as Ferry builds
     its own: every index on `workers` connections at once, heaviest first (table bytes x key
     columns), only the heaviest given the server's parallel workers when several run; then
-    primary keys adopted; then foreign keys. Returns the seconds it took."""
+    primary keys adopted; then foreign keys, added NOT VALID and validated in parallel. (Ferry
+    adopts a table's key and starts its foreign keys as soon as that table's own indexes are
+    done; this waits for all of them, a little slower.) Returns the seconds it took."""
     from concurrent.futures import ThreadPoolExecutor
 
     indexes, fks = source_keys(servers)
@@ -1447,8 +1452,11 @@ def build_keys_after(servers: Servers, database: str, workers: int) -> float:
             if i.primary
         ]
     )
+    # Foreign keys as Ferry adds them: NOT VALID (a moment, one after another: it locks the
+    # parent), then validated on `workers` connections at once (that only shares the parent).
+    one([f"{statement} NOT VALID" for statement, _ in fks])
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(one, [[statement] for statement in fks]))
+        list(pool.map(one, [[validate] for _, validate in fks]))
     return time.perf_counter() - t0
 
 

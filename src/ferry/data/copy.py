@@ -648,8 +648,7 @@ class _Job:
         if builder is None:
             return
         if not self._keys_per_table():
-            for plan in builder.plans:
-                builder.loaded(plan.target_name)
+            builder.loaded(*[plan.target_name for plan in builder.plans])
         builder.finish()
         with self.target.connect() as conn:
             for plan in builder.plans:

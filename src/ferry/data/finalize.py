@@ -14,9 +14,10 @@ at the same time instead of one after another.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, MetaData, Table, inspect
@@ -72,10 +73,20 @@ class KeyBuilder:
         self.created = {p.target_name for p in created}
         self.keyed: set[str] = set()
         self.indexing: dict[str, int] = {}  # table -> index steps still running
-        self.pool = ThreadPoolExecutor(max_workers=self.workers)
+        # Ready work, heaviest first: a connection that frees up takes the heaviest step
+        # (the big table's foreign key before a small one's that became ready earlier).
+        self.ready: list[tuple[int, int, Callable[..., None], tuple[object, ...]]] = []
+        self.order = itertools.count()
+        self.threads: list[threading.Thread] = []
+        self.closing = False
         # Connections of its own: a build holds one for seconds, and the copy's chunks must
-        # not wait for the target's pool meanwhile.
-        self.engine = self.adapter.create_engine(target.url, PoolConfig(min=0, max=self.workers))
+        # not wait for the target's pool meanwhile (SQLite: one connection does it all).
+        self.own_engine = self.adapter.concurrent_ddl
+        self.engine = (
+            self.adapter.create_engine(target.url, PoolConfig(min=0, max=self.workers))
+            if self.own_engine
+            else target.engine
+        )
         self.plans = created
         self.meta = MetaData()
         self._plan(created, weights)
@@ -107,6 +118,7 @@ class KeyBuilder:
             }
             conn.commit()
         self.index_steps: dict[str, list[Step]] = {}
+        self.weight = {p.target_name: weights.get(p.name, 0) for p in created}
         self.attach_sql: dict[str, str] = {}
         self.fks: list[_ForeignKey] = []
         for plan in created:
@@ -196,49 +208,69 @@ class KeyBuilder:
 
     # --- driving it ---
 
-    def loaded(self, table: str) -> None:
-        """`table`'s data is complete: start its indexes."""
-        if table not in self.created:
-            return
+    def loaded(self, *tables: str) -> None:
+        """The data of `tables` is complete: start their indexes, heaviest first."""
         with self.lock:
-            steps = self.index_steps.get(table, [])
-            self.indexing[table] = len(steps)
-            if not steps:
-                self._submit(self._attach, table)
-                return
-            for step in sorted(steps, key=lambda s: s.weight, reverse=True):
-                self._submit(self._index, step)
+            steps: list[Step] = []
+            for table in tables:
+                if table not in self.created:
+                    continue
+                mine = self.index_steps.get(table, [])
+                self.indexing[table] = len(mine)
+                if not mine:
+                    self._submit(self.weight[table], self._attach, table)
+                steps += mine
+            for step in steps:
+                self._submit(step.weight, self._index, step)
 
     def finish(self) -> None:
         """Wait until every key of every loaded table is built."""
         with self.idle:
             while self.outstanding:
                 self.idle.wait()
-        self.pool.shutdown()
-        self.engine.dispose()
+            self.closing = True
+            self.idle.notify_all()
+        for thread in self.threads:
+            thread.join()
+        if self.own_engine:
+            self.engine.dispose()
 
     def stop(self) -> None:
         """The load failed: start nothing more, wait for what runs."""
         with self.lock:
             self.stopping = True
+            self.outstanding -= len(self.ready)
+            self.ready.clear()
         self.finish()
 
-    def _submit(self, work: Callable[..., None], *args: object) -> None:
+    def _submit(self, weight: int, work: Callable[..., None], *args: object) -> None:
         # Called with the lock held.
         if self.stopping:
             return
         self.outstanding += 1
-        self.pool.submit(self._tracked, work, *args)
+        heapq.heappush(self.ready, (-weight, next(self.order), work, args))
+        if len(self.threads) < self.workers:
+            thread = threading.Thread(target=self._worker, name="ferry-keys", daemon=True)
+            self.threads.append(thread)
+            thread.start()
+        self.idle.notify_all()
 
-    def _tracked(self, work: Callable[..., None], *args: object) -> None:
-        try:
-            work(*args)
-        except Exception as error:  # a step's own failure is warned; this is a bug's
-            self.warn(f"building keys stopped: {error}")
-        finally:
+    def _worker(self) -> None:
+        while True:
             with self.idle:
-                self.outstanding -= 1
-                self.idle.notify_all()
+                while not self.ready and not self.closing:
+                    self.idle.wait()
+                if not self.ready:
+                    return
+                _, _, work, args = heapq.heappop(self.ready)
+            try:
+                work(*args)
+            except Exception as error:  # a step's own failure is warned; this is a bug's
+                self.warn(f"building keys stopped: {error}")
+            finally:
+                with self.idle:
+                    self.outstanding -= 1
+                    self.idle.notify_all()
 
     def _index(self, step: Step) -> None:
         serial = self.heaviest is not None and step is not self.heaviest
@@ -246,7 +278,7 @@ class KeyBuilder:
         with self.lock:
             self.indexing[step.table] -= 1
             if self.indexing[step.table] == 0:
-                self._submit(self._attach, step.table)
+                self._submit(self.weight[step.table], self._attach, step.table)
 
     def _attach(self, table: str) -> None:
         attach = self.attach_sql.get(table)
@@ -264,9 +296,9 @@ class KeyBuilder:
                 if fk.child in self.keyed
                 and (fk.parent in self.keyed or fk.parent not in self.created)
             ]
-            for fk in sorted(ready, key=lambda f: f.step.weight, reverse=True):
+            for fk in ready:
                 self.fks.remove(fk)
-                self._submit(self._run, fk.step)
+                self._submit(fk.step.weight, self._run, fk.step)
 
     def _run(self, step: Step, *, serial: bool = False) -> None:
         settings = self.adapter.unflushed_commit_sql
