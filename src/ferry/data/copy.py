@@ -283,7 +283,7 @@ class _Job:
         if self.spec.load.strategy is LoadStrategy.STREAM:
             return [KeyRange(0, None, None)]  # one stream per table, checkpointed per flush
         estimate = None if parts else self.source.adapter.estimated_rows(conn, plan.source.name)
-        if estimate is not None and estimate < 1_000_000:
+        if estimate is not None and estimate < DEFAULT_CHUNK_ROWS:
             estimate = None  # small tables count exactly, cheaply, for even chunks
         return plan_ranges(
             conn,
@@ -623,7 +623,7 @@ class _Job:
     ) -> None:
         """With `load.keys: per_table`, start the table's keys once its last task is done,
         if none failed."""
-        if builder is None or not self._keys_per_table():
+        if builder is None or not self.keys_per_table():
             return
         left = [len(tasks)]
 
@@ -639,7 +639,7 @@ class _Job:
         for task in tasks:
             task.add_done_callback(done)
 
-    def _keys_per_table(self) -> bool:
+    def keys_per_table(self) -> bool:
         # Not on SQLite: one writer at a time, a build would stall the load.
         return self.spec.load.keys is KeysWhen.PER_TABLE and self.target.adapter.concurrent_ddl
 
@@ -647,7 +647,7 @@ class _Job:
         """Wait for the keys, indexes and foreign keys of the tables Ferry created."""
         if builder is None:
             return
-        if not self._keys_per_table():
+        if not self.keys_per_table():
             builder.loaded(*[plan.target_name for plan in builder.plans])
         builder.finish()
         with self.target.connect() as conn:
@@ -725,7 +725,11 @@ def copy_data(
         )
         pending = job.prepare(plans, restart)
         job.set_aside(plans)
-        builder = job.key_builder(plans, report)
+        # What the keys need (catalog reads) is found beside the load; per table, before it.
+        planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferry-keys-plan")
+        keys = planner.submit(job.key_builder, plans, report)
+        planner.shutdown(wait=False)
+        builder = keys.result() if job.keys_per_table() else None
         try:
             transformers = {plan.name: Transformer(plan) for plan in plans}
             resumed = {p.name: job.done[p.name] for p in plans}
@@ -760,8 +764,7 @@ def copy_data(
                     if job.failure is not None:
                         break
         except BaseException:
-            if builder is not None:
-                builder.stop()
+            _drop_keys(keys)
             raise
         finally:
             # Also after a failure: nothing stays dropped without a record of it.
@@ -780,10 +783,9 @@ def copy_data(
             for p in plans
         ]
         if job.failure is not None:
-            if builder is not None:
-                builder.stop()
+            _drop_keys(keys)
             raise job.failure
-        job.finalize(builder)
+        job.finalize(keys.result())
         carried = carry_objects(source, target)
         report.views_created = carried.views_created
         report.needs_translation = carried.needs_translation
@@ -803,6 +805,16 @@ def copy_data(
             _record_outcome(target, report)
         source.dispose()
         target.dispose()
+
+
+def _drop_keys(keys: Future[KeyBuilder | None]) -> None:
+    """After a failed load: start no key build, wait for those running."""
+    try:
+        builder = keys.result()
+    except Exception:  # the load's own error is the one to report
+        return
+    if builder is not None:
+        builder.stop()
 
 
 def _undo_facts(report: CopyReport) -> dict[str, Any]:

@@ -389,20 +389,18 @@ class MySQLAdapter(Adapter):
         return int(found) if found else None
 
     def rows_per_value(self, conn: Connection, table: str, column: str) -> float | None:
-        # The cardinality of an index that the column leads (InnoDB samples a few pages).
-        found = conn.execute(
+        # The cardinality of an index that the column leads (InnoDB samples a few pages);
+        # joined to TABLES in one query, information_schema takes 15 ms instead of none.
+        distinct = conn.execute(
             text(
-                "SELECT t.TABLE_ROWS, MAX(s.CARDINALITY) FROM information_schema.STATISTICS s "
-                "JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = s.TABLE_SCHEMA "
-                "AND t.TABLE_NAME = s.TABLE_NAME WHERE s.TABLE_SCHEMA = DATABASE() "
-                "AND s.TABLE_NAME = :t AND s.COLUMN_NAME = :c AND s.SEQ_IN_INDEX = 1 "
-                "GROUP BY t.TABLE_ROWS"
+                "SELECT MAX(CARDINALITY) FROM information_schema.STATISTICS "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND COLUMN_NAME = :c "
+                "AND SEQ_IN_INDEX = 1"
             ),
             {"t": table, "c": column},
-        ).first()
-        if found is None or not found[0] or not found[1]:
-            return None
-        return float(found[0]) / float(found[1])
+        ).scalar()
+        rows = self.estimated_rows(conn, table)
+        return rows / float(distinct) if distinct and rows else None
 
     def list_routines(self, conn: Connection) -> list[str]:
         triggers = conn.execute(
