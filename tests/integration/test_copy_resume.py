@@ -277,8 +277,11 @@ def _assert_all_chunks_done(target: str, table: str) -> int:
         "WHERE table_name = :t AND chunk >= 0 GROUP BY status",
         t=table,
     )
-    assert [tuple(s) for s in statuses] == [("done", math.ceil(ROWS / BATCH))]
-    return int(statuses[0][1])
+    assert [s[0] for s in statuses] == ["done"]
+    # Chunks follow the source's row estimate (its statistics) for a table this size.
+    planned = int(statuses[0][1])
+    assert math.ceil(ROWS / BATCH) / 2 <= planned <= math.ceil(ROWS / BATCH) * 2
+    return planned
 
 
 def _check_items_copy(

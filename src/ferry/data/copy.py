@@ -738,7 +738,9 @@ def copy_data(
                 # then finds its parent; a true orphan is rejected with the reason.
                 for wave in load_waves(plans):
                     futures = []
-                    for plan in wave:
+                    # Tables with the most chunks first: the last chunks to run are small
+                    # ones, so no worker idles long at the end.
+                    for plan in sorted(wave, key=lambda p: len(pending[p.name]), reverse=True):
                         transformer = transformers[plan.name]
                         chunks = pending[plan.name]
                         if spec.load.strategy is LoadStrategy.STREAM and chunks:
