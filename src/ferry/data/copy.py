@@ -26,8 +26,10 @@ from sqlalchemy import (
     Table,
     and_,
     delete,
+    func,
     inspect,
     literal,
+    or_,
     select,
     text,
 )
@@ -104,8 +106,11 @@ class _Job:
     # --- preparation ---
 
     def check_filters(self, plans: list[TablePlan]) -> None:
+        """Row filters that run, and keys that hold a value in every row, before anything
+        is written."""
         with self.source.connect() as conn:
             for plan in plans:
+                self._refuse_null_keys(conn, plan)
                 if not plan.spec.where:
                     continue
                 probe = (
@@ -124,6 +129,36 @@ class _Job:
                         key=f"tables.{plan.name}.where",
                         hint="write the filter in the source database's SQL",
                     ) from error
+
+    def _refuse_null_keys(self, conn: Connection, plan: TablePlan) -> None:
+        """Chunks are key ranges, which no row with a NULL key falls in: such rows would not
+        be copied, so a key column that holds NULLs (a `key:` that is not the primary key)
+        is refused."""
+        nullable = [plan.source.c[k] for k in plan.key if plan.source.c[k].nullable]
+        if not nullable:
+            return
+        query = (
+            select(func.count())
+            .select_from(plan.source)
+            .where(or_(*[column.is_(None) for column in nullable]))
+        )
+        if plan.spec.where:
+            query = query.where(text(f"({plan.spec.where})"))
+        try:
+            found = conn.execute(query).scalar()
+        except sa_exc.DBAPIError:
+            conn.rollback()
+            return  # a filter that does not run is named by check_filters
+        if found:
+            names = ", ".join(f"`{c.name}`" for c in nullable)
+            raise ConfigError(
+                f"{found} rows of `{plan.name}` have NULL in key column {names}: chunks are "
+                "key ranges, so those rows would not be copied",
+                file=self.spec_path,
+                key=f"tables.{plan.name}.key",
+                hint="set `key:` to columns that identify every row (the primary key), or "
+                "leave those rows out with `where:`",
+            )
 
     def prepare(self, plans: list[TablePlan], restart: bool) -> dict[str, list[KeyRange]]:
         """Create missing tables, plan or reload chunk ranges; returns pending chunks."""
