@@ -788,6 +788,21 @@ def test_date_time_and_bytes_keys_are_read_by_the_fast_reader(
     assert sorted(pair.rows("tokens", "v", "token")) == [(n, t) for n, t in enumerate(tokens)]
 
 
+def test_long_text_in_an_indexed_column_reaches_mariadb(tmp_path: Path) -> None:
+    # Only a primary key's unbounded text becomes VARCHAR(255) on MySQL; an indexed column
+    # keeps every value (MariaDB indexes a prefix of it).
+    with make_pair((PG, MY), tmp_path) as pair:
+        pair.source_sql("CREATE TABLE docs (id INTEGER PRIMARY KEY, url TEXT NOT NULL)")
+        pair.source_sql("CREATE INDEX docs_url ON docs (url)")
+        urls = [f"https://example.org/{'x' * 300}{n}" for n in range(1, 11)]
+        pair.source_sql(
+            "INSERT INTO docs VALUES (:i, :u)", [{"i": n, "u": u} for n, u in enumerate(urls, 1)]
+        )
+        report = pair.copy("tables: {docs: }\n")
+        assert counts_of(report)["docs"] == Counts(read=10, written=10)
+        assert pair.rows("docs") == list(enumerate(urls, 1))
+
+
 # ---------------------------------------------------------------------- error limits
 
 

@@ -246,3 +246,138 @@ def test_per_table_keys_start_while_another_table_still_loads(
     )
     assert constraints == ("cameras:p:true counts:f:true counts:p:true late:f:true late:p:true")
     assert _scalar(target, "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'counts%'") == 2
+
+
+def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(query)).all()]
+    finally:
+        engine.dispose()
+
+
+def _spec(pair: tuple[str, str], job: Path, load: str = "") -> Any:
+    source, target = pair
+    return parse_job(f'source: "{source}"\ntarget: "{target}"\n{load}', path=job)
+
+
+def test_a_resumed_copy_builds_the_primary_key(
+    pair: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On the rerun the target table exists, read back without the key the first run never
+    # got to build: the key comes from the table as designed.
+    source, target = pair
+    _sql(
+        source,
+        "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL)",
+        "INSERT INTO items SELECT g, g FROM generate_series(1, 5000) g",
+    )
+    job = tmp_path / "job.yaml"
+    spec = _spec(pair, job, "load: {workers: 1, batch_size: 1000}\n")
+    original = copy_module._Job.run_chunk
+    calls = [0]
+
+    def third_fails(self: Any, plan: Any, transformer: Any, chunk: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise RuntimeError("killed")
+        original(self, plan, transformer, chunk)
+
+    monkeypatch.setattr(copy_module._Job, "run_chunk", third_fails)
+    with pytest.raises(RuntimeError):
+        copy_data(spec, spec_path=job)
+    monkeypatch.setattr(copy_module._Job, "run_chunk", original)
+    report = copy_data(spec, spec_path=job)
+    assert report.status == "completed"
+    assert not report.warnings
+    assert _rows(target, "SELECT count(*) FROM items") == [(5000,)]
+    assert _rows(
+        target,
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'items'::regclass AND contype = 'p'",
+    ) == [(1,)]
+
+
+def test_foreign_keys_in_both_directions_are_all_built(
+    pair: tuple[str, str], tmp_path: Path
+) -> None:
+    source, target = pair
+    statements = []
+    for i in range(3):
+        statements += [
+            f"CREATE TABLE a{i} (id int PRIMARY KEY, b_id int)",
+            f"CREATE TABLE b{i} (id int PRIMARY KEY, a_id int REFERENCES a{i} (id))",
+            f"ALTER TABLE a{i} ADD FOREIGN KEY (b_id) REFERENCES b{i} (id)",
+            f"INSERT INTO b{i} SELECT g, NULL FROM generate_series(1, 2000) g",
+            f"INSERT INTO a{i} SELECT g, g FROM generate_series(1, 2000) g",
+            f"UPDATE b{i} SET a_id = id",
+        ]
+    _sql(source, *statements)
+    job = tmp_path / "job.yaml"
+    report = copy_data(_spec(pair, job, "load: {workers: 4}\n"), spec_path=job)
+    assert not report.warnings
+    valid = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated"
+    assert _rows(target, valid) == [(6,)]
+
+
+def test_a_failed_key_builder_start_still_restores_what_was_set_aside(
+    pair: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, target = pair
+    _sql(
+        source,
+        "CREATE TABLE items (id int PRIMARY KEY, v int)",
+        "INSERT INTO items SELECT g, g FROM generate_series(1, 100) g",
+        "CREATE TABLE fresh (id int PRIMARY KEY)",
+    )
+    _sql(
+        target,
+        "CREATE TABLE items (id int PRIMARY KEY, v int)",
+        "CREATE INDEX items_v ON items (v)",
+    )
+
+    def fails(self: Any, plans: Any, report: Any) -> None:
+        raise RuntimeError("catalog read failed")
+
+    monkeypatch.setattr(copy_module._Job, "key_builder", fails)
+    job = tmp_path / "job.yaml"
+    with pytest.raises(RuntimeError, match="catalog read failed"):
+        copy_data(_spec(pair, job, "load: {keys: per_table}\n"), spec_path=job)
+    assert _rows(target, "SELECT indexname FROM pg_indexes WHERE indexname = 'items_v'") == [
+        ("items_v",)
+    ]
+
+
+def test_a_key_step_lost_to_a_connection_error_fails_the_copy_and_the_rerun_builds_it(
+    pair: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import exc as sa_exc
+
+    from ferry.db.postgresql import PostgresAdapter
+    from ferry.errors import FerryError
+
+    source, target = pair
+    _sql(
+        source,
+        "CREATE TABLE p (id int PRIMARY KEY)",
+        "CREATE TABLE c (id int PRIMARY KEY, p_id int REFERENCES p (id))",
+        "INSERT INTO p VALUES (1)",
+        "INSERT INTO c VALUES (1, 1)",
+    )
+    original = PostgresAdapter.reset_identity
+
+    def lost(self: Any, conn: Any, table: Any) -> None:
+        if table.name == "p":
+            raise sa_exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        original(self, conn, table)
+
+    monkeypatch.setattr(PostgresAdapter, "reset_identity", lost)
+    job = tmp_path / "job.yaml"
+    with pytest.raises(FerryError, match=r"building the keys .* failed.*server closed"):
+        copy_data(_spec(pair, job), spec_path=job)
+    monkeypatch.setattr(PostgresAdapter, "reset_identity", original)
+    report = copy_data(_spec(pair, job), spec_path=job)
+    assert report.status == "completed"
+    assert _rows(target, "SELECT count(*) FROM pg_constraint WHERE contype = 'f'") == [(1,)]
+    keys = "SELECT count(*) FROM pg_constraint WHERE contype = 'p' AND conrelid::regclass::text IN "
+    assert _rows(target, keys + "('p', 'c')") == [(2,)]

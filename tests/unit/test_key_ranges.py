@@ -94,16 +94,27 @@ def _pairs_table() -> tuple[Any, Table]:
 
 
 @pytest.mark.parametrize(
-    ("rows_per_leading", "prefix"),
-    [(3.0, True), (30.0, False), (None, False)],  # 3 x 64 <= 200 rows per chunk
+    ("rows_per_leading", "estimate", "prefix"),
+    [
+        (3.0, 200, True),  # 3 x 64 <= 200 rows per chunk, and no range estimated too big
+        (3.0, 801, False),  # a range estimated at over four chunks (one big value)
+        (3.0, None, False),  # no estimate to check with
+        (30.0, 200, False),  # too many rows per value
+        (None, 200, False),  # no statistics
+    ],
 )
 def test_a_composite_key_splits_on_its_leading_integer_when_values_hold_few_rows(
-    rows_per_leading: float | None, prefix: bool
+    rows_per_leading: float | None, estimate: int | None, prefix: bool
 ) -> None:
     engine, table = _pairs_table()
     with engine.connect() as conn:
         ranges = plan_ranges(
-            conn, table, ["a", "b"], rows_per_chunk=200, rows_per_leading=rows_per_leading
+            conn,
+            table,
+            ["a", "b"],
+            rows_per_chunk=200,
+            rows_per_leading=rows_per_leading,
+            explain=None if estimate is None else (lambda _: estimate),
         )
         assert {len(r.hi) for r in ranges if r.hi is not None} == ({1} if prefix else {2})
         seen: list[tuple[int, str]] = []

@@ -190,11 +190,14 @@ def plan_ranges(
     estimate: int | None = None,
     stream: KeyStream | None = None,
     rows_per_leading: float | None = None,
+    explain: Callable[[Select[Any]], int | None] | None = None,
 ) -> list[KeyRange]:
     """Key ranges of about `rows_per_chunk` rows each, covering the whole table. `stream`
     reads the keys of a non-integer or composite key where given. A composite key whose
     leading column is an integer holding `rows_per_leading` rows per value (the statistics'
-    average) splits on that column alone when a value holds a small part of a chunk."""
+    average) splits on that column alone when a value holds a small part of a chunk, and when
+    `explain` (the planner's row estimate of a range) finds no range far above a chunk: an
+    average hides one value holding half the table (a big tenant)."""
     if not key:
         return [KeyRange(0, None, None)]  # no key: one chunk, all or nothing
     columns = [table.c[k] for k in key]
@@ -218,7 +221,9 @@ def plan_ranges(
         chunks = max(1, -(-int(count) // rows_per_chunk))
         step = max(1, -(-(high - low + 1) // chunks))
         edges = list(range(low - 1, high, step))[1:]
-        return _ranges([[edge] for edge in edges])
+        ranges = _ranges([[edge] for edge in edges])
+        if len(columns) == 1 or _even(table, key, ranges, rows_per_chunk, where, explain):
+            return ranges
     if stream is not None:
         keys = select(*columns).select_from(table).order_by(*columns)
         if where is not None:
@@ -241,6 +246,28 @@ def plan_ranges(
     )
     bounds = [list(row) for row in conn.execute(query)]
     return _ranges(bounds)
+
+
+def _even(
+    table: Table,
+    key: list[str],
+    ranges: list[KeyRange],
+    rows_per_chunk: int,
+    where: Any,
+    explain: Callable[[Select[Any]], int | None] | None,
+) -> bool:
+    """No range is estimated at more than four chunks' rows (False where none can tell)."""
+    if explain is None:
+        return False
+    for chunk in ranges:
+        query = select(table.c[key[0]])  # the scan's estimate (an aggregate's would be 1)
+        for predicate in (where, range_predicate(table, key, chunk)):
+            if predicate is not None:
+                query = query.where(predicate)
+        rows = explain(query)
+        if rows is None or rows > 4 * rows_per_chunk:
+            return False
+    return True
 
 
 def every_nth(batches: Iterable[pa.RecordBatch], n: int) -> list[list[Any]]:

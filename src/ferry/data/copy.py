@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -333,6 +334,7 @@ class _Job:
             rows_per_leading=rows_per_leading(
                 self.source.adapter, conn, plan.source.name, plan.key
             ),
+            explain=partial(self.source.adapter.explain_rows, conn),
         )
 
     def _check_conflict(self, plan: TablePlan) -> None:
@@ -630,6 +632,46 @@ class _Job:
 
     # --- after the load ---
 
+    def load(
+        self,
+        plans: list[TablePlan],
+        pending: dict[str, list[KeyRange]],
+        builder: KeyBuilder | None,
+    ) -> None:
+        """Every pending chunk on the workers; the first failure stops the rest."""
+        transformers = {plan.name: Transformer(plan) for plan in plans}
+        stream = self.spec.load.strategy is LoadStrategy.STREAM
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            # Tables whose target references another job table wait for it: a child row
+            # then finds its parent; a true orphan is rejected with the reason.
+            for wave in load_waves(plans):
+                futures = []
+                # Tables with the most chunks first: the last chunks to run are small ones,
+                # so no worker idles long at the end.
+                for plan in sorted(wave, key=lambda p: len(pending[p.name]), reverse=True):
+                    transformer = transformers[plan.name]
+                    chunks = pending[plan.name]
+                    if stream and chunks:
+                        tasks = [
+                            pool.submit(self.task, self.run_stream, plan, transformer, chunks[0])
+                        ]
+                    elif transformer.deduper is not None:
+                        tasks = [pool.submit(self.task, self.run_table, plan, transformer, chunks)]
+                    else:
+                        tasks = [
+                            pool.submit(self.task, self.run_chunk, plan, transformer, chunk)
+                            for chunk in chunks
+                        ]
+                    self.when_loaded(plan, tasks, builder)
+                    futures.extend(tasks)
+                for future in futures:
+                    try:
+                        future.result()
+                    except BaseException as error:  # first failure stops the rest
+                        self._stop(error)
+                if self.failure is not None:
+                    break
+
     def key_builder(self, plans: list[TablePlan], report: CopyReport) -> KeyBuilder | None:
         """What builds the keys of the tables this job created (None: it created none)."""
         with self.target.connect() as conn:
@@ -764,65 +806,35 @@ def copy_data(
         planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferry-keys-plan")
         keys = planner.submit(job.key_builder, plans, report)
         planner.shutdown(wait=False)
-        builder = keys.result() if job.keys_per_table() else None
+        keys_started = False
         try:
-            transformers = {plan.name: Transformer(plan) for plan in plans}
-            resumed = {p.name: job.done[p.name] for p in plans}
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                # Tables whose target references another job table wait for it: a child row
-                # then finds its parent; a true orphan is rejected with the reason.
-                for wave in load_waves(plans):
-                    futures = []
-                    # Tables with the most chunks first: the last chunks to run are small
-                    # ones, so no worker idles long at the end.
-                    for plan in sorted(wave, key=lambda p: len(pending[p.name]), reverse=True):
-                        transformer = transformers[plan.name]
-                        chunks = pending[plan.name]
-                        if spec.load.strategy is LoadStrategy.STREAM and chunks:
-                            tasks = [
-                                pool.submit(job.task, job.run_stream, plan, transformer, chunks[0])
-                            ]
-                        elif transformer.deduper is not None:
-                            tasks = [
-                                pool.submit(job.task, job.run_table, plan, transformer, chunks)
-                            ]
-                        else:
-                            tasks = [
-                                pool.submit(job.task, job.run_chunk, plan, transformer, chunk)
-                                for chunk in chunks
-                            ]
-                        job.when_loaded(plan, tasks, builder)
-                        futures.extend(tasks)
-                    for future in futures:
-                        try:
-                            future.result()
-                        except BaseException as error:  # first failure stops the rest
-                            job._stop(error)
-                    if job.failure is not None:
-                        break
-        except BaseException:
-            _drop_keys(keys)
-            raise
+            try:
+                builder = keys.result() if job.keys_per_table() else None
+                resumed = {p.name: job.done[p.name] for p in plans}
+                job.load(plans, pending, builder)
+            finally:
+                # Also after a failure: nothing stays dropped without a record of it.
+                report.deferred = job.restore_deferred()
+                report.warnings.extend(job.report_warnings)
+            report.tables = [
+                TableReport(
+                    p.name,
+                    p.target_name,
+                    job.per_table[p.name],
+                    job.seconds.get(p.name, 0.0),
+                    job.chunk_total[p.name],
+                    resumed[p.name],
+                    not p.target_exists,
+                )
+                for p in plans
+            ]
+            if job.failure is not None:
+                raise job.failure
+            keys_started = True  # finalize waits for every build, also when one fails
+            job.finalize(keys.result())
         finally:
-            # Also after a failure: nothing stays dropped without a record of it.
-            report.deferred = job.restore_deferred()
-            report.warnings.extend(job.report_warnings)
-        report.tables = [
-            TableReport(
-                p.name,
-                p.target_name,
-                job.per_table[p.name],
-                job.seconds.get(p.name, 0.0),
-                job.chunk_total[p.name],
-                resumed[p.name],
-                not p.target_exists,
-            )
-            for p in plans
-        ]
-        if job.failure is not None:
-            _drop_keys(keys)
-            raise job.failure
-        job.finalize(keys.result())
+            if not keys_started:  # a failed load: start no build, wait for those running
+                _drop_keys(keys)
         carried = carry_objects(source, target)
         report.views_created = carried.views_created
         report.needs_translation = carried.needs_translation

@@ -27,6 +27,7 @@ from sqlalchemy.schema import AddConstraint, CreateIndex, ForeignKeyConstraint, 
 from ferry.config.project import PoolConfig
 from ferry.data.tables import TablePlan
 from ferry.db.target import Target
+from ferry.errors import FerryError
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class Step:
     what: str  # "primary key index", "index x", "foreign key y"
     sql: tuple[str, ...]  # each statement in its own transaction
     weight: int = 0  # expected work (table bytes x key columns): the heaviest starts first
-    undo: str | None = None  # run when a statement after the first fails
+    undo: str | None = None  # run when statement `undo_from` or a later one fails
+    undo_from: int = 1
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class KeyBuilder:
         self.idle = threading.Condition(self.lock)
         self.outstanding = 0
         self.stopping = False
+        self.stopped = False  # by the caller (a failed load), whose error is reported
         self.created = {p.target_name for p in created}
         self.keyed: set[str] = set()
         self.indexing: dict[str, int] = {}  # table -> index steps still running
@@ -79,6 +82,7 @@ class KeyBuilder:
         self.order = itertools.count()
         self.threads: list[threading.Thread] = []
         self.closing = False
+        self.errors: list[Exception] = []
         # Connections of its own: a build holds one for seconds, and the copy's chunks must
         # not wait for the target's pool meanwhile (SQLite: one connection does it all).
         self.own_engine = self.adapter.concurrent_ddl
@@ -127,7 +131,10 @@ class KeyBuilder:
             quoted = preparer.format_table(table)
             weight = weights.get(plan.name, 0)
             steps: list[Step] = []
-            key = [c.name for c in plan.target.primary_key.columns]
+            # The designed table: on a resumed run `plan.target` is the one read back from
+            # the database, which has no primary key until this builds it.
+            designed = plan.designed if plan.designed is not None else plan.target
+            key = [c.name for c in designed.primary_key.columns]
             if key and not have_pk[name]:
                 index = f"{name}_pkey"[:63]
                 columns = ", ".join(preparer.quote(c) for c in key)
@@ -187,7 +194,8 @@ class KeyBuilder:
             if validate is None:
                 return None
             sql = validate.format(table=quoted, name=preparer.quote(name))
-            return Step(table.name, f"foreign key {name}", (sql,), weight)
+            drop = f"ALTER TABLE {quoted} DROP CONSTRAINT {preparer.quote(name)}"
+            return Step(table.name, f"foreign key {name}", (sql,), weight, drop, undo_from=0)
         constraint = ForeignKeyConstraint(
             columns, [f"{parent}.{c}" for c in parent_columns], name=name
         )
@@ -224,7 +232,12 @@ class KeyBuilder:
                 self._submit(step.weight, self._index, step)
 
     def finish(self) -> None:
-        """Wait until every key of every loaded table is built."""
+        """Wait until every key of every loaded table is built.
+
+        Raises:
+            FerryError: a step failed other than by its statement (a lost connection); the
+                keys left are built by the next run.
+        """
         with self.idle:
             while self.outstanding:
                 self.idle.wait()
@@ -234,11 +247,19 @@ class KeyBuilder:
             thread.join()
         if self.own_engine:
             self.engine.dispose()
+        if self.errors and not self.stopped:
+            error = self.errors[0]
+            raise FerryError(
+                f"building the keys of the copied tables failed: {error}",
+                hint="the data is in place and checkpointed: run the same command again to "
+                "build the keys that are missing",
+            ) from error
 
     def stop(self) -> None:
         """The load failed: start nothing more, wait for what runs."""
         with self.lock:
             self.stopping = True
+            self.stopped = True
             self.outstanding -= len(self.ready)
             self.ready.clear()
         self.finish()
@@ -265,8 +286,14 @@ class KeyBuilder:
                 _, _, work, args = heapq.heappop(self.ready)
             try:
                 work(*args)
-            except Exception as error:  # a step's own failure is warned; this is a bug's
-                self.warn(f"building keys stopped: {error}")
+            except Exception as error:  # not a statement's (those are warned): a lost
+                # connection, say. What depends on the step would never start: the copy
+                # fails instead, its tables not finalized, so the next run builds the rest.
+                with self.lock:
+                    self.errors.append(error)
+                    self.stopping = True
+                    self.outstanding -= len(self.ready)
+                    self.ready.clear()
             finally:
                 with self.idle:
                     self.outstanding -= 1
@@ -312,7 +339,7 @@ class KeyBuilder:
                     conn.commit()
                 except sa_exc.DBAPIError as error:
                     conn.rollback()
-                    if done and step.undo is not None:
+                    if step.undo is not None and done >= step.undo_from:
                         _undo(conn, step.undo)
                     reason = str(error.orig).strip().splitlines()[0]
                     self.warn(f"{step.what} on `{step.table}` was not created: {reason}")

@@ -12,7 +12,6 @@ from sqlalchemy import (
     Column,
     Connection,
     Engine,
-    Index,
     MetaData,
     Table,
     UniqueConstraint,
@@ -216,12 +215,6 @@ def _design_target(
     source_is_sqlite = _dialect_of(table) == "sqlite"
     columns = []
     pk = {c.name for c in table.primary_key.columns}
-    indexed = pk | {
-        c.name
-        for group in [*table.indexes, *table.constraints]
-        if isinstance(group, Index | UniqueConstraint)
-        for c in group.columns
-    }
     for source_col, target_col in mapping.items():
         src = table.c[source_col]
         if target_col in spec.types:
@@ -245,7 +238,7 @@ def _design_target(
             col_type = translate_type(src.type)
         if source_is_sqlite and isinstance(col_type, sat.Float):
             col_type = sat.Double()  # SQLite's REAL is 8 bytes, whatever the declared name
-        if source_col in indexed:
+        if source_col in pk:
             col_type = indexable(col_type)
         single_key = source_col in pk and len(pk) == 1
         # SQLite reflects its rowid-alias INTEGER PRIMARY KEY as "auto"; it does number rows.

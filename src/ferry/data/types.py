@@ -48,15 +48,16 @@ _NAMED: dict[str, type[sat.TypeEngine[Any]]] = {
 #: Unbounded text and bytes: MySQL's TEXT and BLOB stop at 64 KB, so they become LONG ones.
 LONG_TEXT = sat.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 LONG_BINARY = sat.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
-#: ... except in a key or an index: MySQL indexes no TEXT or BLOB without a prefix length, so
-#: there they are VARCHAR(255) / VARBINARY(255), and a longer value is a load error (its row
-#: goes to ferry_rejects with the reason).
+#: ... except in a primary key: MySQL keys no TEXT or BLOB without a prefix length, so there
+#: they are VARCHAR(255) / VARBINARY(255), and a longer value is a load error (its row goes to
+#: ferry_rejects with the reason). Other indexed columns keep every value (MariaDB indexes a
+#: prefix of them; an index a server refuses is named in the report).
 KEY_TEXT = sat.Text().with_variant(mysql.VARCHAR(255), "mysql", "mariadb")
 KEY_BINARY = sat.LargeBinary().with_variant(mysql.VARBINARY(255), "mysql", "mariadb")
 
 
 def indexable(column_type: sat.TypeEngine[Any]) -> sat.TypeEngine[Any]:
-    """The type a key or indexed column gets instead of an unbounded one."""
+    """The type a primary key column gets instead of an unbounded one."""
     if column_type is LONG_TEXT:
         return KEY_TEXT
     if column_type is LONG_BINARY:

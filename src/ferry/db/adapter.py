@@ -291,6 +291,11 @@ class Adapter:
         one: chunk planning needs only the order of magnitude."""
         return None
 
+    def explain_rows(self, conn: Connection, query: Any) -> int | None:
+        """The planner's estimate of the rows a one-table SELECT reads (its statistics, no
+        scan), if this database gives one."""
+        return None
+
     def rows_per_value(self, conn: Connection, table: str, column: str) -> float | None:
         """Average rows per distinct value of a column, from the statistics (no scan), if
         the database keeps them: a composite key splits on its leading column alone only

@@ -388,6 +388,13 @@ class MySQLAdapter(Adapter):
         ).scalar()
         return int(found) if found else None
 
+    def explain_rows(self, conn: Connection, query: Any) -> int | None:
+        # A key range on an InnoDB index is estimated by diving into the index itself.
+        sql = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+        row = conn.exec_driver_sql(f"EXPLAIN {sql}").mappings().first()
+        found = row.get("rows") if row is not None else None
+        return int(found) if found is not None else None
+
     def rows_per_value(self, conn: Connection, table: str, column: str) -> float | None:
         # The cardinality of an index that the column leads (InnoDB samples a few pages);
         # joined to TABLES in one query, information_schema takes 15 ms instead of none.

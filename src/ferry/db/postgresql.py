@@ -333,6 +333,11 @@ class PostgresAdapter(Adapter):
         ).scalar()
         return int(found) if found is not None and found > 0 else None  # -1: never analysed
 
+    def explain_rows(self, conn: Connection, query: Any) -> int | None:
+        sql = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+        plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}").scalar()
+        return int(plan[0]["Plan"]["Plan Rows"]) if plan else None
+
     def rows_per_value(self, conn: Connection, table: str, column: str) -> float | None:
         # n_distinct: a count, or minus the fraction of rows that are distinct (ANALYZE).
         found = conn.execute(

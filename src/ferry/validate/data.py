@@ -13,6 +13,7 @@ import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,7 @@ def _check_table(
             where=where,
             stream=key_stream(source),
             rows_per_leading=rows_per_leading(source.adapter, conn, plan.source.name, plan.key),
+            explain=partial(source.adapter.explain_rows, conn),
         )
 
     def one(chunk: KeyRange) -> tuple[int, int, Diff]:
