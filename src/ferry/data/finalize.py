@@ -129,7 +129,7 @@ class KeyBuilder:
             name = plan.target_name
             table = self.meta.tables[name]
             quoted = preparer.format_table(table)
-            weight = weights.get(plan.name, 0)
+            weight = self.weight[name]
             steps: list[Step] = []
             # The designed table: on a resumed run `plan.target` is the one read back from
             # the database, which has no primary key until this builds it.
