@@ -18,6 +18,7 @@ import heapq
 import itertools
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, MetaData, Table, inspect
@@ -38,6 +39,9 @@ class Step:
     weight: int = 0  # expected work (table bytes x key columns): the heaviest starts first
     undo: str | None = None  # run when statement `undo_from` or a later one fails
     undo_from: int = 1
+    #: The first statement locks two tables (adding a foreign key: the child, then the
+    #: parent), so it runs alone: two tables with keys to each other would deadlock.
+    adds_foreign_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class KeyBuilder:
         self.threads: list[threading.Thread] = []
         self.closing = False
         self.errors: list[Exception] = []
+        self.adding = threading.Lock()  # one foreign key added at a time
         # Connections of its own: a build holds one for seconds, and the copy's chunks must
         # not wait for the target's pool meanwhile (SQLite: one connection does it all).
         self.own_engine = self.adapter.concurrent_ddl
@@ -202,7 +207,7 @@ class KeyBuilder:
         table.append_constraint(constraint)
         add = str(AddConstraint(constraint).compile(dialect=dialect))
         if validate is None:
-            return Step(table.name, f"foreign key {name}", (add,), weight)
+            return Step(table.name, f"foreign key {name}", (add,), weight, adds_foreign_key=True)
         return Step(
             table.name,
             f"foreign key {name}",
@@ -212,6 +217,7 @@ class KeyBuilder:
             ),
             weight,
             undo=f"ALTER TABLE {quoted} DROP CONSTRAINT {preparer.quote(name)}",
+            adds_foreign_key=True,
         )
 
     # --- driving it ---
@@ -334,9 +340,11 @@ class KeyBuilder:
         with self.engine.connect() as conn:
             for done, statement in enumerate(step.sql):
                 _tune(conn, settings)
+                alone = self.adding if step.adds_foreign_key and done == 0 else nullcontext()
                 try:
-                    conn.exec_driver_sql(statement)
-                    conn.commit()
+                    with alone:
+                        conn.exec_driver_sql(statement)
+                        conn.commit()
                 except sa_exc.DBAPIError as error:
                     conn.rollback()
                     if step.undo is not None and done >= step.undo_from:
