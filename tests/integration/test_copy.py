@@ -15,7 +15,7 @@ import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -801,6 +801,39 @@ def test_long_text_in_an_indexed_column_reaches_mariadb(tmp_path: Path) -> None:
         report = pair.copy("tables: {docs: }\n")
         assert counts_of(report)["docs"] == Counts(read=10, written=10)
         assert pair.rows("docs") == list(enumerate(urls, 1))
+
+
+def test_a_table_connectorx_cannot_read_goes_to_the_driver_once_and_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # connectorx has no PostgreSQL interval: the first chunk learns it, the others go to the
+    # driver at once, and the report says why.
+    import connectorx
+
+    from ferry.data import extract
+
+    calls: list[str] = []
+    original = connectorx.read_sql
+
+    def counted(url: str, query: str, **options: Any) -> Any:
+        calls.append(query)
+        return original(url, query, **options)
+
+    monkeypatch.setattr(extract.cx, "read_sql", counted)
+    with make_pair((PG, PG), tmp_path) as pair:
+        pair.source_sql("CREATE TABLE shifts (id INTEGER PRIMARY KEY, length INTERVAL NOT NULL)")
+        pair.source_sql(
+            "INSERT INTO shifts SELECT g, g * INTERVAL '1 minute' FROM generate_series(1, 40) g"
+        )
+        report = pair.copy("tables: {shifts: }\nload: {batch_size: 10, workers: 2}\n")
+        assert counts_of(report)["shifts"] == Counts(read=40, written=40)
+        assert [t.chunks for t in report.tables] == [4]
+        named = [w for w in report.warnings if "`shifts` is read through the database driver" in w]
+        assert len(named) == 1
+        assert "interval" in named[0]
+        reads = [q for q in calls if "FROM shifts" in q and "length" in q]
+        assert 1 <= len(reads) <= 2  # one per worker that raced to the first chunks, at most
+        assert pair.rows("shifts")[-1] == (40, timedelta(minutes=40))
 
 
 # ---------------------------------------------------------------------- error limits

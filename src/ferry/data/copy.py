@@ -103,6 +103,7 @@ class _Job:
         self.windows: dict[str, Window] = {}
         self.report_warnings: list[str] = []
         self.samplers: dict[str, Sampler] = {}
+        self.driver_read: set[str] = set()  # tables connectorx cannot read
 
     # --- preparation ---
 
@@ -449,7 +450,13 @@ class _Job:
                 else None
             )
             batch = read_chunk(
-                self.source, plan, chunk, descending=transformer.descending, extra=extra
+                self.source,
+                plan,
+                chunk,
+                descending=transformer.descending,
+                extra=extra,
+                fast=plan.name not in self.driver_read,
+                unserved=partial(self._read_by_driver, plan),
             )
         except Exception as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
@@ -598,6 +605,18 @@ class _Job:
         except BaseException as error:
             self._stop(error)
             raise
+
+    def _read_by_driver(self, plan: TablePlan, reason: str) -> None:
+        """connectorx cannot read the table: its later chunks go to the driver at once
+        (no failed attempt each, no panic printed each), and the report says why once."""
+        with self.lock:
+            if plan.name in self.driver_read:
+                return
+            self.driver_read.add(plan.name)
+            self.report_warnings.append(
+                f"`{plan.name}` is read through the database driver, not connectorx "
+                f"({reason}): the same rows, more slowly"
+            )
 
     def _stop(self, error: BaseException) -> None:
         if self.failure is None:

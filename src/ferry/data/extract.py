@@ -6,7 +6,7 @@ rows come through SQLAlchemy. Chunks are keyset ranges, read in key order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import connectorx as cx
@@ -56,9 +56,13 @@ def read_chunk(
     *,
     descending: bool = False,
     extra: Any = None,
+    fast: bool = True,
+    unserved: Callable[[str], None] | None = None,
 ) -> pa.Table:
-    """Rows of one chunk; `extra` adds a predicate (an incremental window)."""
-    return read_select(source, chunk_query(source, plan, chunk, descending=descending, extra=extra))
+    """Rows of one chunk; `extra` adds a predicate (an incremental window). See
+    :func:`read_select` for `fast` and `unserved`."""
+    query = chunk_query(source, plan, chunk, descending=descending, extra=extra)
+    return read_select(source, query, fast=fast, unserved=unserved)
 
 
 def _unify(table: pa.Table) -> pa.Table:
@@ -78,17 +82,24 @@ def _unify(table: pa.Table) -> pa.Table:
 
 
 def _connectorx(source: Target, query: Select[Any], **options: Any) -> Any:
-    """connectorx's answer to a query, or None where it cannot serve it (no connectorx URL,
-    or columns it cannot type: SQLite's per-row types, NULL-only columns)."""
+    """connectorx's answer to a query, or None where it cannot serve it."""
+    return _try_connectorx(source, query, **options)[0]
+
+
+def _try_connectorx(source: Target, query: Select[Any], **options: Any) -> tuple[Any, str]:
+    """connectorx's answer to a query, or None and why it could not serve it: columns it
+    cannot type (PostgreSQL's interval or money, SQLite's per-row types, NULL-only columns)
+    or a query it cannot be given. No reason where the database has no connectorx reader."""
     url = source.adapter.connectorx_url(source.url)
     if url is None:
-        return None
+        return None, ""
     try:
-        return cx.read_sql(url, render(source, query), **options)
+        return cx.read_sql(url, render(source, query), **options), ""
     except BaseException as error:  # connectorx panics are BaseExceptions
         if isinstance(error, KeyboardInterrupt | SystemExit):
             raise
-        return None
+        lines = str(error).strip().splitlines()
+        return None, lines[0] if lines else type(error).__name__
 
 
 def _driver_rows(names: list[str], rows: Any) -> pa.Table:
@@ -96,15 +107,26 @@ def _driver_rows(names: list[str], rows: Any) -> pa.Table:
     return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
 
 
-def read_select(source: Target, query: Select[Any]) -> pa.Table:
-    """Any SELECT into Arrow: connectorx where it serves, else the driver."""
+def read_select(
+    source: Target,
+    query: Select[Any],
+    *,
+    fast: bool = True,
+    unserved: Callable[[str], None] | None = None,
+) -> pa.Table:
+    """Any SELECT into Arrow: connectorx where it serves, else the driver. `fast=False`
+    goes to the driver at once (connectorx already refused this table); `unserved` hears
+    why connectorx refused."""
     # A checkout (pinged) first: where the source is gone it fails at once, while
     # connectorx's pool would retry the connection for 30 s.
     with source.connect():
         pass
-    table = _connectorx(source, query, return_type="arrow")
-    if isinstance(table, pa.Table):
-        return _unify(table)
+    if fast:
+        table, reason = _try_connectorx(source, query, return_type="arrow")
+        if isinstance(table, pa.Table):
+            return _unify(table)
+        if reason and unserved is not None:
+            unserved(reason)
     with source.connect() as conn:
         result = conn.execute(query)
         return _driver_rows(list(result.keys()), result.fetchall())

@@ -182,6 +182,8 @@ def arrow_type(column_type: sat.TypeEngine[Any]) -> pa.DataType:
         if t.precision is None:
             return pa.float64() if isinstance(t, sat.Float) else pa.decimal128(38, 10)
         return pa.decimal128(min(t.precision, 38), t.scale or 0)
+    if isinstance(t, sat.Interval):  # before DateTime: a non-native Interval is one
+        return pa.duration("us")
     if isinstance(t, sat.DateTime):
         return pa.timestamp("us", tz="UTC" if getattr(t, "timezone", False) else None)
     if isinstance(t, sat.Date):

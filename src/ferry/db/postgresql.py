@@ -9,6 +9,7 @@ from typing import Any
 
 import pgpq
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from sqlalchemy import Column, Connection, MetaData, Table, exc, select, text
 from sqlalchemy import types as sat
@@ -135,7 +136,7 @@ class PostgresAdapter(Adapter):
         else:
             buffer = io.BytesIO()
             pcsv.write_csv(
-                _bytea_as_hex(data),
+                _csv_ready(data),
                 buffer,
                 pcsv.WriteOptions(include_header=False, batch_size=max(data.num_rows, 1)),
             )
@@ -491,11 +492,23 @@ def _binary_ready(table: Table, data: pa.Table) -> pa.Table | None:
         return None
 
 
-def _bytea_as_hex(data: pa.Table) -> pa.Table:
-    """CSV has no bytes: binary columns travel as PostgreSQL's `\\x...` hex text."""
+_DURATION_UNITS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
+
+
+def _csv_ready(data: pa.Table) -> pa.Table:
+    """Columns in the text PostgreSQL reads back: bytes as `\\x...` hex, durations (an
+    interval read by the driver) with their unit, since a bare number is taken as seconds."""
     for index, field in enumerate(data.schema):
         if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
             values = data.column(index).to_pylist()  # binary columns only: rare
             hexed = pa.array([None if v is None else "\\x" + v.hex() for v in values], pa.string())
             data = data.set_column(index, field.name, hexed)
+        elif pa.types.is_duration(field.type):
+            column = data.column(index)
+            unit = field.type.unit
+            if unit not in _DURATION_UNITS:  # nanoseconds: PostgreSQL keeps microseconds
+                column, unit = pc.cast(column, pa.duration("us")), "us"
+            counts = pc.cast(pc.cast(column, pa.int64()), pa.string())
+            spelled = pc.binary_join_element_wise(counts, _DURATION_UNITS[unit], " ")
+            data = data.set_column(index, field.name, spelled)
     return data
