@@ -20,6 +20,7 @@ from ferry.data.finalize import KeyBuilder, Step
 from ferry.data.spec import parse_job
 from ferry.db.target import Target, open_url
 from tests.conftest import engine_for, new_database
+from tests.integration.test_copy_resume import _execute
 
 pytestmark = pytest.mark.integration
 
@@ -167,30 +168,24 @@ def pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
     drop_source()
 
 
-def _sql(url: str, *statements: str) -> None:
+def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
     engine = engine_for(url)
     try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.execute(text(statement))
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(query)).all()]
     finally:
         engine.dispose()
 
 
 def _scalar(url: str, query: str) -> Any:
-    engine = engine_for(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(text(query)).scalar()
-    finally:
-        engine.dispose()
+    return _rows(url, query)[0][0]
 
 
 def test_per_table_keys_start_while_another_table_still_loads(
     pair: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source, target = pair
-    _sql(
+    _execute(
         source,
         "CREATE TABLE cameras (camera_id int PRIMARY KEY, name text NOT NULL)",
         "CREATE TABLE counts (id bigint PRIMARY KEY, camera_id int NOT NULL "
@@ -248,15 +243,6 @@ def test_per_table_keys_start_while_another_table_still_loads(
     assert _scalar(target, "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'counts%'") == 2
 
 
-def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
-    engine = engine_for(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(text(query)).all()]
-    finally:
-        engine.dispose()
-
-
 def _spec(pair: tuple[str, str], job: Path, load: str = "") -> Any:
     source, target = pair
     return parse_job(f'source: "{source}"\ntarget: "{target}"\n{load}', path=job)
@@ -268,7 +254,7 @@ def test_a_resumed_copy_builds_the_primary_key(
     # On the rerun the target table exists, read back without the key the first run never
     # got to build: the key comes from the table as designed.
     source, target = pair
-    _sql(
+    _execute(
         source,
         "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL)",
         "INSERT INTO items SELECT g, g FROM generate_series(1, 5000) g",
@@ -312,7 +298,7 @@ def test_foreign_keys_in_both_directions_are_all_built(
             f"INSERT INTO a{i} SELECT g, g FROM generate_series(1, 2000) g",
             f"UPDATE b{i} SET a_id = id",
         ]
-    _sql(source, *statements)
+    _execute(source, *statements)
     job = tmp_path / "job.yaml"
     report = copy_data(_spec(pair, job, "load: {workers: 4}\n"), spec_path=job)
     assert not report.warnings
@@ -324,13 +310,13 @@ def test_a_failed_key_builder_start_still_restores_what_was_set_aside(
     pair: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source, target = pair
-    _sql(
+    _execute(
         source,
         "CREATE TABLE items (id int PRIMARY KEY, v int)",
         "INSERT INTO items SELECT g, g FROM generate_series(1, 100) g",
         "CREATE TABLE fresh (id int PRIMARY KEY)",
     )
-    _sql(
+    _execute(
         target,
         "CREATE TABLE items (id int PRIMARY KEY, v int)",
         "CREATE INDEX items_v ON items (v)",
@@ -357,7 +343,7 @@ def test_a_key_step_lost_to_a_connection_error_fails_the_copy_and_the_rerun_buil
     from ferry.errors import FerryError
 
     source, target = pair
-    _sql(
+    _execute(
         source,
         "CREATE TABLE p (id int PRIMARY KEY)",
         "CREATE TABLE c (id int PRIMARY KEY, p_id int REFERENCES p (id))",

@@ -43,13 +43,11 @@ from ferry.data.chunks import (
     DEFAULT_CHUNK_ROWS,
     KeyRange,
     chunk_rows,
-    plan_ranges,
-    rows_per_leading,
 )
 from ferry.data.copy_report import CopyReport, Progress, SourceReadError, TableReport
 from ferry.data.deferral import Restored
 from ferry.data.endpoints import open_endpoint
-from ferry.data.extract import key_stream, read_chunk
+from ferry.data.extract import read_chunk, source_ranges
 from ferry.data.finalize import KeyBuilder
 from ferry.data.modes import (
     Sampler,
@@ -319,24 +317,11 @@ class _Job:
                 parts.append(predicate)
         if self.spec.load.strategy is LoadStrategy.STREAM:
             return [KeyRange(0, None, None)]  # one stream per table, checkpointed per flush
-        estimate = None if parts else self.source.adapter.estimated_rows(conn, plan.source.name)
-        if estimate is not None and estimate < DEFAULT_CHUNK_ROWS:
-            estimate = None  # small tables count exactly, cheaply, for even chunks
-        return plan_ranges(
-            conn,
-            plan.source,
-            plan.key,
-            rows_per_chunk=chunk_rows(
-                self.source.adapter, conn, plan.source.name, self.spec.load.batch_size, self.workers
-            ),
-            where=and_(*parts) if parts else None,
-            estimate=estimate,
-            stream=key_stream(self.source),
-            rows_per_leading=rows_per_leading(
-                self.source.adapter, conn, plan.source.name, plan.key
-            ),
-            explain=partial(self.source.adapter.explain_rows, conn),
+        rows = chunk_rows(
+            self.source.adapter, conn, plan.source.name, self.spec.load.batch_size, self.workers
         )
+        where = and_(*parts) if parts else None
+        return source_ranges(self.source, conn, plan, rows_per_chunk=rows, where=where)
 
     def _check_conflict(self, plan: TablePlan) -> None:
         if not self._upserts(plan):

@@ -7,13 +7,22 @@ rows come through SQLAlchemy. Chunks are keyset ranges, read in key order.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import connectorx as cx
 import pyarrow as pa
-from sqlalchemy import Select, select, text
+from sqlalchemy import Connection, Select, select, text
 
-from ferry.data.chunks import KeyRange, KeyStream, KeyStreamError, range_predicate
+from ferry.data.chunks import (
+    DEFAULT_CHUNK_ROWS,
+    KeyRange,
+    KeyStream,
+    KeyStreamError,
+    plan_ranges,
+    range_predicate,
+    rows_per_leading,
+)
 from ferry.data.tables import TablePlan
 from ferry.db.target import Target
 
@@ -130,6 +139,35 @@ def read_select(
     with source.connect() as conn:
         result = conn.execute(query)
         return _driver_rows(list(result.keys()), result.fetchall())
+
+
+def source_ranges(
+    source: Target,
+    conn: Connection,
+    plan: TablePlan,
+    *,
+    rows_per_chunk: int,
+    where: Any = None,
+) -> list[KeyRange]:
+    """The key ranges a copy (and its dry run, and verify) splits a source table into: the
+    statistics' row estimate where no `where` narrows the table (an exact count for small
+    tables, for even chunks), key columns streamed through connectorx, a composite key
+    split on its leading column where the statistics and the planner allow it."""
+    adapter = source.adapter
+    estimate = None if where is not None else adapter.estimated_rows(conn, plan.source.name)
+    if estimate is not None and estimate < DEFAULT_CHUNK_ROWS:
+        estimate = None
+    return plan_ranges(
+        conn,
+        plan.source,
+        plan.key,
+        rows_per_chunk=rows_per_chunk,
+        where=where,
+        estimate=estimate,
+        stream=key_stream(source),
+        rows_per_leading=rows_per_leading(adapter, conn, plan.source.name, plan.key),
+        explain=partial(adapter.explain_rows, conn),
+    )
 
 
 #: Rows per batch when a table's keys are read to plan its chunks (two or three columns).

@@ -14,10 +14,10 @@ from sqlalchemy import inspect, text
 from sqlalchemy.schema import CreateTable
 
 from ferry.config.project import BackupScope, Project
-from ferry.data.chunks import chunk_rows, plan_ranges
+from ferry.data.chunks import chunk_rows
 from ferry.data.copy import CopyReport, Progress, copy_data
 from ferry.data.endpoints import open_endpoint
-from ferry.data.extract import key_stream
+from ferry.data.extract import source_ranges
 from ferry.data.spec import JobSpec
 from ferry.data.tables import plan_tables
 from ferry.db.space import check_space, sizes
@@ -48,14 +48,7 @@ def copy_plan(spec: JobSpec, *, spec_path: Path, project: Project | None = None)
                 rows = chunk_rows(
                     source.adapter, conn, plan.source.name, spec.load.batch_size, spec.load.workers
                 )
-                ranges = plan_ranges(
-                    conn,
-                    plan.source,
-                    plan.key,
-                    rows_per_chunk=rows,
-                    where=where,
-                    stream=key_stream(source),
-                )
+                ranges = source_ranges(source, conn, plan, rows_per_chunk=rows, where=where)
                 mapping = ", ".join(f"{s} -> {t}" for s, t in plan.mapping.items())
                 lines.append(
                     f"\n-- {plan.name} -> {plan.target_name}: {len(ranges)} key "

@@ -13,7 +13,6 @@ import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,10 @@ from sqlalchemy import and_, inspect, select, text
 from sqlalchemy import exc as sa_exc
 
 from ferry.config.project import Project
-from ferry.data.chunks import KeyRange, chunk_rows, plan_ranges, range_predicate, rows_per_leading
+from ferry.data.chunks import KeyRange, chunk_rows, range_predicate
 from ferry.data.delta import source_rows
 from ferry.data.endpoints import open_endpoint
-from ferry.data.extract import key_stream, read_chunk, read_select
+from ferry.data.extract import read_chunk, read_select, source_ranges
 from ferry.data.spec import JobSpec, Mode
 from ferry.data.state import rejects as rejects_table
 from ferry.data.tables import TablePlan, plan_tables
@@ -174,16 +173,7 @@ def _check_table(
         rows = chunk_rows(
             source.adapter, conn, plan.source.name, spec.load.batch_size, spec.load.workers
         )
-        ranges = plan_ranges(
-            conn,
-            plan.source,
-            plan.key,
-            rows_per_chunk=rows,
-            where=where,
-            stream=key_stream(source),
-            rows_per_leading=rows_per_leading(source.adapter, conn, plan.source.name, plan.key),
-            explain=partial(source.adapter.explain_rows, conn),
-        )
+        ranges = source_ranges(source, conn, plan, rows_per_chunk=rows, where=where)
 
     def one(chunk: KeyRange) -> tuple[int, int, Diff]:
         batch = read_chunk(source, plan, chunk, descending=transformer.descending)
