@@ -40,16 +40,23 @@ pytestmark = pytest.mark.integration
 
 
 def _cut_off(source: str, *, allow: bool) -> None:
+    """Refuse (or allow again) new connections to the source, then end every open one.
+    The ALTER commits before the terminate: in one transaction, a connection opened between
+    the terminate and the commit would survive and quietly finish the copy."""
     name = make_url(source).database
     admin = str(make_url(source).set(database="postgres"))
     flag = "true" if allow else "false"
-    statements = [f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {flag}']
-    if not allow:
-        statements.append(
+    _execute(admin, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {flag}')
+    if allow:
+        return
+    # A backend still starting up when the ALTER committed shows its database a moment later.
+    for _ in range(5):
+        _execute(
+            admin,
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
         )
-    _execute(admin, *statements)
+        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("target_dialect", ["postgresql", "mysql"])
