@@ -54,6 +54,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import psycopg
@@ -98,7 +99,7 @@ def run_child(project_file: Path, profile_out: Path | None) -> int:
     t0 = time.perf_counter()
     report = commands.apply(project, TARGET)
     apply_s = time.perf_counter() - t0
-    if profiler is not None:
+    if profiler is not None and profile_out is not None:
         profiler.disable()
         profiler.dump_stats(profile_out)
 
@@ -236,7 +237,9 @@ def write_project(folder: Path, count: int, url: str) -> Path:
     return project_file
 
 
-def run_ferry(project_file: Path, count: int, profile_out: Path | None) -> tuple[float, dict]:
+def run_ferry(
+    project_file: Path, count: int, profile_out: Path | None
+) -> tuple[float, dict[str, Any]]:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(project_file)]
     if profile_out is not None:
         command += ["--profile-out", str(profile_out)]

@@ -247,6 +247,13 @@ _LOCATIONS = [
 _CITIES = ["Lisbon", "Oslo", "Osaka", "Lagos", "Lima", "Austin", "Pune", "Graz"]
 
 
+def _one(cursor: Any) -> tuple[Any, ...]:
+    """The one row a query must return."""
+    row = cursor.fetchone()
+    assert row is not None, "the query returned no row"
+    return tuple(row)
+
+
 def _elt(expr: str, words: list[str]) -> str:
     quoted = ", ".join("'" + w.replace("'", "''") + "'" for w in words)
     return f"ELT(1 + ({expr}) % {len(words)}, {quoted})"
@@ -504,7 +511,7 @@ def source_ready(servers: Servers, dataset: Dataset, size: int) -> bool:
         found = dict(cur.fetchall())
     if set(dataset.tables) - set(found):
         return False
-    return found[dataset.tagged] == f"{SOURCE_TAG} rows={size}"
+    return bool(found[dataset.tagged] == f"{SOURCE_TAG} rows={size}")
 
 
 def ensure_source(servers: Servers, dataset: Dataset, size: int, regenerate: bool) -> None:
@@ -668,12 +675,15 @@ class Watcher:
             return
         with pg, my, my.cursor() as cur:
             while not self.stop.wait(0.5):
-                others = pg.execute(
-                    "SELECT COUNT(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-                    "AND pid <> pg_backend_pid() AND state NOT IN ('idle') "
-                    "AND NOT (datname = ANY(%s))",
-                    (self.mine,),
-                ).fetchone()[0]
+                others = _one(
+                    pg.execute(
+                        "SELECT COUNT(*) FROM pg_stat_activity "
+                        "WHERE backend_type = 'client backend' "
+                        "AND pid <> pg_backend_pid() AND state NOT IN ('idle') "
+                        "AND NOT (datname = ANY(%s))",
+                        (self.mine,),
+                    )
+                )[0]
                 cur.execute(
                     "SELECT COUNT(*) FROM information_schema.processlist WHERE id <> "
                     "CONNECTION_ID() AND command NOT IN ('Sleep', 'Daemon') "
@@ -693,7 +703,7 @@ class Watcher:
 def pg_table_stats(servers: Servers, database: str, tables: tuple[str, ...]) -> dict[str, Any]:
     """Row counts of `tables` (in whatever schema holds them), plus index and FK totals."""
     with servers.pg(database) as conn:
-        schemas = dict(
+        schemas: dict[str, str] = dict(
             conn.execute(
                 "SELECT table_name, table_schema FROM information_schema.tables "
                 "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
@@ -709,16 +719,20 @@ def pg_table_stats(servers: Servers, database: str, tables: tuple[str, ...]) -> 
             query = sql.SQL("SELECT COUNT(*) FROM {}.{}").format(
                 sql.Identifier(schemas[table]), sql.Identifier(table)
             )
-            counts[table] = int(conn.execute(query).fetchone()[0])
-        indexes = conn.execute(
-            "SELECT COUNT(*) FROM pg_indexes WHERE tablename = ANY(%s)", (list(tables),)
-        ).fetchone()[0]
-        fks, pks = conn.execute(
-            "SELECT COUNT(*) FILTER (WHERE constraint_type = 'FOREIGN KEY'), "
-            "COUNT(*) FILTER (WHERE constraint_type = 'PRIMARY KEY') "
-            "FROM information_schema.table_constraints WHERE table_name = ANY(%s)",
-            (list(tables),),
-        ).fetchone()
+            counts[table] = int(_one(conn.execute(query))[0])
+        indexes = _one(
+            conn.execute(
+                "SELECT COUNT(*) FROM pg_indexes WHERE tablename = ANY(%s)", (list(tables),)
+            )
+        )[0]
+        fks, pks = _one(
+            conn.execute(
+                "SELECT COUNT(*) FILTER (WHERE constraint_type = 'FOREIGN KEY'), "
+                "COUNT(*) FILTER (WHERE constraint_type = 'PRIMARY KEY') "
+                "FROM information_schema.table_constraints WHERE table_name = ANY(%s)",
+                (list(tables),),
+            )
+        )
     return {"counts": counts, "indexes": int(indexes), "fks": int(fks), "pks": int(pks)}
 
 
@@ -777,21 +791,22 @@ def run_child(job_file: Path, workers: int, profile_out: Path | None) -> int:
     from ferry.db.postgresql import PostgresAdapter
 
     stages = _Stages()
-    copy_module.read_chunk = stages.wrap("read", copy_module.read_chunk)  # type: ignore[assignment]
+    patched: Any = copy_module  # its own imports are replaced, to time them
+    patched.read_chunk = stages.wrap("read", patched.read_chunk)
     Transformer.apply = stages.wrap("transform", Transformer.apply)  # type: ignore[method-assign]
     PostgresAdapter.bulk_insert = stages.wrap(  # type: ignore[method-assign]
         "load", PostgresAdapter.bulk_insert
     )
     pcsv.write_csv = stages.wrap("csv", pcsv.write_csv)
     # Main-thread phases before and after the chunks.
-    copy_module.plan_tables = stages.wrap("plan", copy_module.plan_tables)  # type: ignore[assignment]
+    patched.plan_tables = stages.wrap("plan", patched.plan_tables)
     job_class: Any = copy_module._Job
     for method in ("prepare", "finalize", "restore_deferred"):
         setattr(job_class, method, stages.wrap(method, getattr(job_class, method)))
     if hasattr(copy_module, "delta"):
         copy_module.delta.install = stages.wrap("capture", copy_module.delta.install)
     if profile_out is not None:
-        copy_module.ThreadPoolExecutor = _InlineExecutor  # type: ignore[assignment,misc]
+        patched.ThreadPoolExecutor = _InlineExecutor
 
     spec = parse_job(job_file.read_text(), path=job_file)
     ready = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
@@ -811,7 +826,7 @@ def run_child(job_file: Path, workers: int, profile_out: Path | None) -> int:
     report = copy_data(spec, spec_path=job_file, workers=workers, on_progress=on_progress)
     seconds = time.perf_counter() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    if profiler is not None:
+    if profiler is not None and profile_out is not None:
         profiler.disable()
         profiler.dump_stats(profile_out)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
@@ -1095,7 +1110,7 @@ def physical_limit(servers: Servers, targets: Targets, workdir: Path, rows: int)
                     copy.write(block)
             copy_s = time.perf_counter() - t0
         copy_note = watcher.note()
-        loaded = conn.execute("SELECT COUNT(*) FROM analytics").fetchone()[0]
+        loaded = _one(conn.execute("SELECT COUNT(*) FROM analytics"))[0]
     targets.drop(database)
 
     database = targets.fresh("pipe")

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=200_000, help="rows per key range")
     args = parser.parse_args(argv)
     servers = copy_bench.Servers("127.0.0.1", 3306, "root", "127.0.0.1", 5432, "postgres")
-    copy_bench.ensure_source(servers, args.rows, regenerate=False)
+    copy_bench.ensure_source(servers, copy_bench.CAMERA_COUNTS, args.rows, regenerate=False)
     target_db = f"ferry_verify_bench_{uuid.uuid4().hex[:8]}"
     with servers.pg() as conn:
         conn.execute(f'CREATE DATABASE "{target_db}"')
