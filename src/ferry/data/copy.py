@@ -178,6 +178,16 @@ class _Job:
                 self._check_conflict(plan)
                 with conn.begin():
                     stored = state.stored_chunks(conn, self.job, plan.name)
+                    if not plan.target_exists and any(i != state.TABLE_ROW for i in stored):
+                        # Checkpoints of rows in a table that is gone (dropped since): they
+                        # would resume into nothing, so the table is copied afresh.
+                        state.forget_table(conn, self.job, plan.name)
+                        stored = {}
+                        self.report_warnings.append(
+                            f"target table `{plan.target_name}` is gone since an earlier run "
+                            f"checkpointed `{plan.name}`: its checkpoints and rejects were "
+                            "dropped and the table is copied from the start"
+                        )
                 planned = any(i != state.TABLE_ROW for i in stored)
                 creating = stored.get(state.TABLE_ROW, (None, "", None))[1] == "creating"
                 if not planned:
@@ -234,19 +244,20 @@ class _Job:
                         row = state.table_row(conn, self.job, plan.name)
                     assert row is not None
                     with self.source.connect() as source_conn:
+                        # Also with the same maximum: rows may have joined it since. A
+                        # table with no cursor left keeps its mark (no full copy again).
                         high = current_high(source_conn, plan)
-                        if high != row[2]:
-                            window = Window(row[2], high)
-                            ranges = self._ranges(source_conn, plan, window)
-                            with conn.begin():
-                                state.new_increment(
-                                    conn,
-                                    self.job,
-                                    plan.name,
-                                    ranges,
-                                    (window.last, window.high),
-                                    self.run_id,
-                                )
+                        window = Window(row[2], row[2] if high is None else high)
+                        ranges = self._ranges(source_conn, plan, window)
+                        with conn.begin():
+                            state.new_increment(
+                                conn,
+                                self.job,
+                                plan.name,
+                                ranges,
+                                (window.last, window.high),
+                                self.run_id,
+                            )
                     with conn.begin():
                         stored = state.stored_chunks(conn, self.job, plan.name)
                 with conn.begin():
@@ -546,7 +557,6 @@ class _Job:
         return "refused within its batch"
 
     def _record(self, plan: TablePlan, counts: Counts, seconds: float, chunks: int = 1) -> None:
-        limits = self.spec.errors
         with self.lock:
             self.totals.add(counts)
             self.per_table[plan.name].add(counts)
@@ -558,28 +568,37 @@ class _Job:
                 self.chunk_total[plan.name],
                 self.per_table[plan.name],
             )
-            total = self.totals
-            if limits.max_errors is not None and total.rejected > limits.max_errors:
-                self._stop(
-                    DataError(
-                        f"{total.rejected} rows rejected, more than errors.max_errors = "
-                        f"{limits.max_errors}; the run stopped",
-                        hint="the rows and their reasons are in the target's ferry_rejects table; "
-                        "fix the rules or raise the limit, then run the same command to resume",
-                    )
-                )
-            elif total.read >= 1000 and total.rejected / total.read > limits.max_error_rate:
-                self._stop(
-                    DataError(
-                        f"{total.rejected} of {total.read} rows rejected "
-                        f"({total.rejected / total.read:.1%}), over errors.max_error_rate = "
-                        f"{limits.max_error_rate:.1%}; the run stopped",
-                        hint="the rows and their reasons are in the target's ferry_rejects table; "
-                        "fix the rules or raise the limit, then run the same command to resume",
-                    )
-                )
+            # The rate of a few hundred rows says little: mid-run it waits for 1,000 rows,
+            # and `copy_data` holds the whole run to a rate the job sets at the end.
+            error = self.limit_error(minimum_rows=1000)
+            if error is not None:
+                self._stop(error)
         if self.on_progress is not None:
             self.on_progress(event)
+
+    def limit_error(self, *, minimum_rows: int) -> DataError | None:
+        """The error limits the rows so far break (`errors.max_errors`, and over at least
+        `minimum_rows` read, `errors.max_error_rate`), or None."""
+        limits = self.spec.errors
+        total = self.totals
+        hint = (
+            "the rows and their reasons are in the target's ferry_rejects table; "
+            "fix the rules or raise the limit, then run the same command to resume"
+        )
+        if limits.max_errors is not None and total.rejected > limits.max_errors:
+            return DataError(
+                f"{total.rejected} rows rejected, more than errors.max_errors = "
+                f"{limits.max_errors}; the run stopped",
+                hint=hint,
+            )
+        rate = total.rejected / total.read if total.read else 0.0
+        if total.read >= max(minimum_rows, 1) and rate > limits.max_error_rate:
+            return DataError(
+                f"{total.rejected} of {total.read} rows rejected ({rate:.1%}), over "
+                f"errors.max_error_rate = {limits.max_error_rate:.1%}; the run stopped",
+                hint=hint,
+            )
+        return None
 
     def task(self, work: Callable[..., None], *args: Any) -> None:
         """A unit of work on a worker thread: its failure stops the others at once, not
@@ -834,6 +853,13 @@ def copy_data(
             ]
             if job.failure is not None:
                 raise job.failure
+            # A run too small to be stopped mid-way, held to a rate the job sets itself
+            # (the default's guard waits for 1,000 rows: two bad rows of seven are no
+            # runaway rule).
+            explicit = "max_error_rate" in spec.errors.model_fields_set
+            over = job.limit_error(minimum_rows=0 if explicit else 1000)
+            if over is not None:
+                raise over
             keys_started = True  # finalize waits for every build, also when one fails
             job.finalize(keys.result())
         finally:

@@ -12,8 +12,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +25,12 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    Date,
     DateTime,
+    Float,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -41,17 +47,19 @@ from ferry.config.project import Project
 from ferry.data import state
 from ferry.data.endpoints import open_endpoint
 from ferry.data.extract import read_select
-from ferry.data.modes import decode
 from ferry.data.spec import JobSpec, Mode
 from ferry.data.state import Counts
 from ferry.data.tables import TablePlan, plan_tables
 from ferry.data.transform import ROW, Transformer
+from ferry.db.lock import held_lock
 from ferry.db.target import Target
-from ferry.errors import ConfigError
+from ferry.errors import ConfigError, LockTimeout
 
 LOG_TABLE = "ferry_delta_log"
 #: chunk number of the checkpoint row that holds the last replayed log id
 DELTA_ROW = -2
+#: session lock on the source that one sync (or `--stop`) at a time holds
+SYNC_LOCK = "ferry_delta_sync"
 
 _meta = MetaData()
 delta_log = Table(
@@ -85,9 +93,15 @@ def install(source: Target, plans: list[TablePlan]) -> list[str]:
 
 
 def uninstall(source: Target, tables: list[str]) -> None:
-    """Remove the triggers and the log table (`ferry sync --stop`)."""
+    """Remove the triggers and the log table (`ferry sync --stop`).
+
+    Every capture trigger goes, also those on tables the job no longer marks `mode: delta`:
+    one left behind would write into the dropped log and fail every change to its table.
+    """
     with source.connect() as conn:
-        for table in tables:
+        found = source.adapter.delta_trigger_tables(conn)
+        conn.commit()
+        for table in dict.fromkeys([*tables, *found]):
             source.adapter.drop_delta_triggers(conn, table)
             conn.commit()
         source.adapter.drop_delta_support(conn)
@@ -144,7 +158,8 @@ def _key_predicate(table: Table, key: list[str], values: list[dict[str, Any]]) -
 
 
 def decode_json(column: Column[Any], value: Any) -> Any:
-    return decode(column, json.dumps(value)) if value is not None else None
+    """A logged (JSON) or read key value as a bind value for `column`."""
+    return _typed(column, value)
 
 
 def replay(
@@ -157,7 +172,15 @@ def replay(
     batch: int = 10_000,
     report: SyncReport,
 ) -> int:
-    """Replay one batch of log entries; returns how many entries it applied."""
+    """Replay one batch of log entries; returns how many entries it applied.
+
+    Entries are consumed: once the target has committed a batch, its entries are deleted
+    from the log by id. A high-water mark would step over an entry whose transaction took
+    its id early and committed after a later one had been replayed; an entry that stays
+    because a crash came between the target's commit and the delete is replayed again,
+    which is harmless. Callers hold the sync lock (`sync_lock`): two consumers at once could
+    write an older state over a newer one and both delete the newer one's entry.
+    """
     by_name = {p.source.name: p for p in plans}
     with target.connect() as tconn:
         state.ensure(tconn)
@@ -167,7 +190,7 @@ def replay(
     with source.connect() as sconn:
         entries = sconn.execute(
             select(delta_log.c.id, delta_log.c.table_name, delta_log.c.op, delta_log.c.row_key)
-            .where(delta_log.c.id > last)
+            .where(delta_log.c.table_name.in_(list(by_name)))
             .order_by(delta_log.c.id)
             .limit(batch)
         ).all()
@@ -175,36 +198,127 @@ def replay(
         report.last_id = max(report.last_id, last)
         return 0
     # The latest entry per key decides; earlier ones are superseded (state-based replay).
-    latest: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {}
-    for _, table_name, op, row_key in entries:
-        if table_name in by_name:
-            latest.setdefault(table_name, {})[row_key] = (op, json.loads(row_key))
+    latest: dict[str, dict[str, dict[str, Any]]] = {}
+    for _, table_name, _, row_key in entries:
+        latest.setdefault(table_name, {})[row_key] = json.loads(row_key, parse_float=Decimal)
+    order = _parents_first([by_name[n] for n in by_name if n in latest])
+    newest = max(last, max(int(e[0]) for e in entries))
     with target.connect() as tconn, tconn.begin():
-        for table_name, changes in latest.items():
-            plan = by_name[table_name]
-            counts = report.tables.setdefault(table_name, Counts())
-            keys = [k for _, k in changes.values()]
+        # Deletes first (children before parents), then upserts (parents before children):
+        # the target's foreign keys hold within the batch, and a row that takes over a
+        # unique value (or, on a target comparing text without case, the key) of a deleted
+        # one finds it gone.
+        pending: list[tuple[TablePlan, list[dict[str, Any]], pa.Table | None]] = []
+        for plan in order:
+            keys = list(latest[plan.source.name].values())
             rows = source_rows(source, plan, keys)
-            present = {json.dumps([r[k] for k in plan.key], default=str) for r in rows.to_pylist()}
-            gone = [
-                k for k in keys if json.dumps([k[c] for c in plan.key], default=str) not in present
-            ]
-            if gone:
-                deleted = _delete_target(tconn, plan, gone)
-                report.deleted += deleted
-            if rows.num_rows:
-                out = Transformer(plan).apply(rows)
-                payload = out.table.drop_columns([ROW])
-                conflict = [plan.mapping[k] for k in plan.key]
-                written = target.adapter.upsert(tconn, plan.target, payload, conflict, True)
-                report.upserted += written
-                report.rejected += len(out.rejects)
-                state.write_rejects(tconn, job, run_id, out.rejects)
-                counts.add(out.counts)
-        _save_last_id(tconn, job, int(entries[-1][0]), run_id)
+            present = {_typed_key(plan, r) for r in rows.to_pylist()}
+            gone = [k for k in keys if _typed_key(plan, k) not in present]
+            payload, dropped = _apply_rules(
+                tconn, plan, rows, job=job, run_id=run_id, report=report
+            )
+            pending.append((plan, gone + dropped, payload))
+        for plan, doomed, _ in reversed(pending):
+            if doomed:
+                report.deleted += _delete_target(tconn, plan, doomed)
+        for plan, _, payload in pending:
+            if payload is not None:
+                report.upserted += _upsert(tconn, target, plan, payload)
+        _save_last_id(tconn, job, newest, run_id)
+    _consume(source, [int(e[0]) for e in entries])
     report.applied_entries += len(entries)
-    report.last_id = int(entries[-1][0])
+    report.last_id = max(report.last_id, newest)
     return len(entries)
+
+
+def _apply_rules(
+    conn: Connection,
+    plan: TablePlan,
+    rows: pa.Table,
+    *,
+    job: str,
+    run_id: str,
+    report: SyncReport,
+) -> tuple[pa.Table | None, list[dict[str, Any]]]:
+    """The job's rules on the source rows: the rows to upsert, and the keys of rows a rule
+    rejected or removed, which a full copy would not hold either."""
+    if not rows.num_rows:
+        return None, []
+    out = Transformer(plan).apply(rows)
+    counts = report.tables.setdefault(plan.source.name, Counts())
+    counts.add(out.counts)
+    report.rejected += len(out.rejects)
+    state.write_rejects(conn, job, run_id, out.rejects)
+    originals = rows.select(plan.key).to_pylist()
+    if plan.spec.dedupe is None:
+        kept = set(out.table[ROW].to_pylist())
+        dropped = [k for i, k in enumerate(originals) if i not in kept]
+    else:  # a row dropped as a duplicate of another in the batch is not gone
+        dropped = [dict(zip(plan.key, r.source_key or [], strict=True)) for r in out.rejects]
+    payload = out.table.drop_columns([ROW])
+    return (payload if payload.num_rows else None), dropped
+
+
+def _upsert(conn: Connection, target: Target, plan: TablePlan, payload: pa.Table) -> int:
+    conflict = [plan.mapping[k] for k in plan.key]
+    return int(target.adapter.upsert(conn, plan.target, payload, conflict, True))
+
+
+def _consume(source: Target, ids: list[int]) -> None:
+    """Delete replayed entries from the log, by id: an entry committed since the read, even
+    one with a smaller id, stays for the next round."""
+    with source.connect() as sconn:
+        for start in range(0, len(ids), 1000):
+            sconn.execute(delete(delta_log).where(delta_log.c.id.in_(ids[start : start + 1000])))
+        sconn.commit()
+
+
+def _parents_first(plans: list[TablePlan]) -> list[TablePlan]:
+    """The plans ordered so a table comes after the tables its target's foreign keys point
+    to (a cycle keeps the given order for the rest)."""
+    by_target = {p.target.name: p for p in plans}
+    done: list[TablePlan] = []
+    seen: set[str] = set()
+
+    def visit(plan: TablePlan, path: set[str]) -> None:
+        name = plan.target.name
+        if name in seen or name in path:
+            return
+        for fk in plan.target.foreign_keys:
+            parent = by_target.get(fk.column.table.name)
+            if parent is not None and parent is not plan:
+                visit(parent, path | {name})
+        seen.add(name)
+        done.append(plan)
+
+    for plan in plans:
+        visit(plan, set())
+    return done
+
+
+def _typed(column: Column[Any], value: Any) -> Any:
+    """A key value as Python compares it, however it came: JSON from the log (text for
+    dates and times, a number for decimals) or a value read from the source."""
+    if value is None:
+        return None
+    kind = column.type
+    try:
+        if isinstance(kind, DateTime) and isinstance(value, str):
+            return datetime.fromisoformat(value)
+        if isinstance(kind, Date) and isinstance(value, str):
+            return date.fromisoformat(value)
+        if isinstance(kind, Float) and isinstance(value, Decimal):
+            return float(value)
+        numeric = isinstance(kind, Numeric) and not isinstance(kind, Float)
+        if numeric and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            return Decimal(str(value))
+    except (ValueError, ArithmeticError):  # not the column's type: compared as it came
+        return value
+    return value
+
+
+def _typed_key(plan: TablePlan, row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(_typed(plan.source.c[k], row[k]) for k in plan.key)
 
 
 def source_rows(source: Target, plan: TablePlan, keys: list[dict[str, Any]]) -> pa.Table:
@@ -245,13 +359,37 @@ def sync(
         report.rounds += 1
         if on_round is not None and applied:
             on_round(report)
+        # A source that never stops changing must not keep `--max-seconds` from ending it.
+        if max_seconds is not None and time.monotonic() - started >= max_seconds:
+            return report
         if applied:
             continue
         if not follow:
             return report
-        if max_seconds is not None and time.monotonic() - started >= max_seconds:
-            return report
         time.sleep(interval)
+
+
+@contextmanager
+def sync_lock(source: Target, *, job: str, wait: float, spec_path: Path) -> Iterator[None]:
+    """Hold the source's sync lock: one consumer of the log at a time.
+
+    Raises:
+        LockTimeout: another `ferry sync` of this source held it for `wait` seconds.
+    """
+
+    def busy(holder: str | None) -> LockTimeout:
+        by = f" (held by {holder})" if holder else ""
+        return LockTimeout(
+            f"{spec_path}: job {job}: another `ferry sync` is replaying the change log "
+            f"of source `{source.name}`{by}; waited {wait:g} s",
+            hint="let it finish, or stop the `ferry sync --follow` that runs on this "
+            "source before running sync or `--stop` again",
+        )
+
+    with held_lock(
+        source.adapter, source.engine, SYNC_LOCK, timeout=wait, target=source.name, busy=busy
+    ):
+        yield
 
 
 def sync_job(
@@ -264,12 +402,14 @@ def sync_job(
     max_seconds: float | None = None,
     stop: bool = False,
     on_round: Callable[[SyncReport], None] | None = None,
+    lock_wait: float = 10.0,
 ) -> SyncReport:
     """Replay captured changes of the job's `mode: delta` tables on the target, or with
     `stop`, remove the capture triggers and the log from the source.
 
     Raises:
         ConfigError: the job has no `mode: delta` table.
+        LockTimeout: another sync of the same source ran for longer than `lock_wait` s.
     """
     source = open_endpoint(spec.source, key="source", spec_path=spec_path, project=project)
     target = open_endpoint(spec.target, key="target", spec_path=spec_path, project=project)
@@ -288,7 +428,8 @@ def sync_job(
             )
         job = spec.name or spec_path.stem
         if stop:
-            uninstall(source, [p.source.name for p in plans])
+            with sync_lock(source, job=job, wait=lock_wait, spec_path=spec_path):
+                uninstall(source, [p.source.name for p in plans])
             return SyncReport(job)
         missing = [p.source.name for p in plans if not p.target_exists]
         if missing:
@@ -298,17 +439,18 @@ def sync_job(
                 hint="run `ferry copy` first: it installs the capture triggers and copies "
                 "the rows that sync then keeps current",
             )
-        return sync(
-            source,
-            target,
-            plans,
-            job=job,
-            run_id=str(uuid.uuid4()),
-            follow=follow,
-            interval=interval,
-            max_seconds=max_seconds,
-            on_round=on_round,
-        )
+        with sync_lock(source, job=job, wait=lock_wait, spec_path=spec_path):
+            return sync(
+                source,
+                target,
+                plans,
+                job=job,
+                run_id=str(uuid.uuid4()),
+                follow=follow,
+                interval=interval,
+                max_seconds=max_seconds,
+                on_round=on_round,
+            )
     finally:
         source.dispose()
         target.dispose()

@@ -1,6 +1,6 @@
 """Extraction modes beyond a full copy: incremental windows on a cursor column, and samples.
 
-Incremental: each run copies rows with `last < cursor <= high`, where `high` is the cursor's
+Incremental: each run copies rows with `last <= cursor <= high`, where `high` is the cursor's
 maximum when the run planned its chunks; `last` is kept in the target's checkpoint table.
 Samples are decided per chunk from a seed, so a resumed run samples the same rows.
 """
@@ -12,18 +12,20 @@ import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Column, Connection, and_, func, literal, or_, select, text
+from sqlalchemy import Column, Connection, and_, func, or_, select, text
 from sqlalchemy import types as sat
 from sqlalchemy.sql.elements import ColumnElement
 
 from ferry.data.chunks import KeyRange
 from ferry.data.spec import Mode, SampleMethod
 from ferry.data.tables import TablePlan
+from ferry.db.adapter import adapter_for_dialect
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,17 @@ class Window:
     high: str | None
 
     def predicate(self, column: Column[Any]) -> ColumnElement[bool] | None:
+        adapter = adapter_for_dialect(str(column.table.info.get("ferry_dialect", "")))()
         parts = []
         if self.last is not None:
-            parts.append(column > literal(decode(column, self.last), column.type))
+            # >=: a row written in the same tick as the last run's maximum (a DATETIME keeps
+            # whole seconds) carries that maximum too. The tied rows are copied again,
+            # which the upsert of an increment makes harmless (at least once, as Airbyte).
+            left, last = adapter.ordered(column, decode(column, self.last))
+            parts.append(left >= last)
         if self.high is not None:
-            upper = column <= literal(decode(column, self.high), column.type)
+            left, high = adapter.ordered(column, decode(column, self.high))
+            upper = left <= high
             # The first run also takes rows whose cursor was never set.
             parts.append(upper if self.last is not None else or_(upper, column.is_(None)))
         return and_(*parts) if parts else None
@@ -124,15 +132,42 @@ class Sampler:
         seed = hashlib.sha256(f"{self.sample.seed}:{self.plan.name}:{chunk.index}".encode())
         return np.random.default_rng(int.from_bytes(seed.digest()[:8], "big"))
 
+    def _systematic(self, batch: pa.Table, chunk: KeyRange) -> pa.Array:
+        """Every (1/fraction)-th row, also for a fraction whose interval is no whole number:
+        row p (1-based) is kept when floor(p * fraction) steps up, so 75 % keeps three rows
+        of four, not every row.
+
+        A chunk of consecutive integer keys counts positions by the key itself: the same
+        rows whatever the chunking (ids 10, 20, 30 ... at 10 %). Any other chunk (gaps in
+        the keys, as with ids stepped by 10, or a key that is no integer) counts its rows
+        from a start drawn from the seed, so keys in step with the interval cannot make
+        the sample all or nothing.
+        """
+        n = batch.num_rows
+        if self.fraction >= 1:
+            return pa.array(np.ones(n, dtype=bool))
+        if self.fraction <= 0 or n == 0:
+            return pa.array(np.zeros(n, dtype=bool))
+        share = Fraction(self.fraction).limit_denominator(1_000_000)
+        num, den = share.numerator, share.denominator
+        key = self.plan.key[0] if len(self.plan.key) == 1 else None
+        positions: np.ndarray[Any, np.dtype[np.int64]] | None = None
+        if key is not None and pa.types.is_integer(batch[key].type):
+            keys = batch[key].to_numpy().astype(np.int64)
+            if len(np.unique(keys)) == n and int(keys.max()) - int(keys.min()) + 1 == n:
+                positions = keys
+        if positions is None:
+            start = int(self._rng(chunk).integers(den))
+            positions = np.arange(start + 1, start + n + 1, dtype=np.int64)
+        # floor(p * num / den) depends on p modulo den only: no overflow for large keys.
+        p = np.mod(positions, den)
+        return pa.array((p * num) // den > ((p - 1) * num) // den)
+
     def keep(self, batch: pa.Table, chunk: KeyRange) -> pa.Array:
         n = batch.num_rows
         method = self.sample.method
         if method is SampleMethod.SYSTEMATIC:
-            step = max(1, round(1 / self.fraction)) if self.fraction else n + 1
-            key = self.plan.key[0] if len(self.plan.key) == 1 else None
-            if key is not None and pa.types.is_integer(batch[key].type):
-                return pc.equal(pc.remainder(batch[key], step), 0)
-            return pa.array(np.arange(n) % step == 0)
+            return self._systematic(batch, chunk)
         draws = self._rng(chunk).random(n)
         if method is SampleMethod.RANDOM or not self.sample.by:
             return pa.array(draws < self.fraction)

@@ -285,6 +285,14 @@ def forget_job(conn: Connection, job: str) -> None:
     conn.execute(delete(rejects).where(rejects.c.job == job))
 
 
+def forget_table(conn: Connection, job: str, table: str) -> None:
+    """One table's checkpoints and rejects, as `forget_job` for the whole job."""
+    conn.execute(
+        delete(checkpoints).where(and_(checkpoints.c.job == job, checkpoints.c.table_name == table))
+    )
+    conn.execute(delete(rejects).where(and_(rejects.c.job == job, rejects.c.table_name == table)))
+
+
 def write_rejects(conn: Connection, job: str, run_id: str, found: list[Reject]) -> None:
     if not found:
         return

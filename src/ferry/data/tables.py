@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import types as sat
 
-from ferry.data.spec import JobSpec, TableSpec
+from ferry.data.spec import JobSpec, Keep, LoadStrategy, Mode, TableSpec
 from ferry.data.types import (
     LONG_TEXT,
     arrow_type,
@@ -31,6 +31,7 @@ from ferry.data.types import (
     sa_type_for_arrow,
     translate_type,
 )
+from ferry.db.adapter import adapter_for_dialect
 from ferry.db.bookkeeping import FERRY_TABLES
 from ferry.errors import ConfigError
 
@@ -142,6 +143,7 @@ def plan_tables(
                     hint="set `key:` to columns of integers, text, dates and times or UUIDs "
                     "that identify a row",
                 )
+        _check_mode_columns(table, table_spec, spec, file)
         target_name = table_spec.to or name
         designed = _design_target(table, table_spec, target_name, mapping, key, design_meta, file)
         if target_name in existing:
@@ -149,6 +151,7 @@ def plan_tables(
             _check_target_columns(target_table, mapping, table_spec, file, name)
             designed.target = target_table
             designed.target_exists = True
+        _conflict_key(designed, spec, target, file)
         plans.append(designed)
     _defer_foreign_keys(plans)
     return plans
@@ -187,6 +190,89 @@ def _check_target_columns(
                 + ", ".join(c.name for c in target.columns)
                 + "; fix the mapping or add the column with a migration",
             )
+
+
+def _check_mode_columns(table: Table, spec: TableSpec, job: JobSpec, file: Any) -> None:
+    """The columns an incremental cursor and a stratified sample name are source columns,
+    and a stream (read once, in key order) cannot keep the last of duplicates."""
+    columns = ", ".join(c.name for c in table.columns)
+    if spec.cursor and spec.cursor not in table.c:
+        raise ConfigError(
+            f"cursor column `{spec.cursor}` is not in source table `{table.name}`",
+            file=file,
+            key=f"tables.{table.name}.cursor",
+            hint=f"name the source column that grows with every change; columns: {columns}",
+        )
+    by = spec.sample.by if spec.sample else None
+    if by and by not in table.c:
+        raise ConfigError(
+            f"strata column `{by}` is not in source table `{table.name}`",
+            file=file,
+            key=f"tables.{table.name}.sample.by",
+            hint=f"`by` names a source column (before `columns` renames it); columns: {columns}",
+        )
+    if (
+        job.load.strategy is LoadStrategy.STREAM
+        and spec.dedupe is not None
+        and spec.dedupe.keep is Keep.LAST
+    ):
+        raise ConfigError(
+            f"`dedupe: keep: last` on `{table.name}` cannot stream: a stream reads the table "
+            "once in key order and writes each flush, so the last duplicate is not known "
+            "when the first is written",
+            file=file,
+            key=f"tables.{table.name}.dedupe.keep",
+            hint="use `load.strategy: bulk` for this job, or `keep: first`",
+        )
+
+
+def _conflict_key(plan: TablePlan, job: JobSpec, target: Engine, file: Any) -> None:
+    """An upsert finds existing rows by its conflict columns, so they must be a unique key
+    of the target during the load: a table Ferry creates gets it with the table (not after
+    the data, with the other indexes); an existing table must have one already."""
+    if job.load.strategy is not LoadStrategy.UPSERT and plan.spec.mode is not Mode.INCREMENTAL:
+        return
+    primary = [c.name for c in plan.target.primary_key.columns]
+    conflict = plan.spec.conflict or job.load.conflict or primary
+    if not conflict or any(c not in plan.target.c for c in conflict):
+        return  # no conflict columns, or unknown ones: the copy names the problem
+    wanted = set(conflict)
+    if not plan.target_exists:
+        if wanted == set(primary):
+            return
+        same = [i for i in plan.deferred_indexes if i.unique and set(i.columns) == wanted]
+        name = same[0].name if same else f"{plan.target_name}_{'_'.join(conflict)}_key"[:63]
+        plan.target.append_constraint(UniqueConstraint(*conflict, name=name))
+        plan.deferred_indexes[:] = [i for i in plan.deferred_indexes if i not in same]
+        return
+    uniques = [set(primary)]
+    uniques += [
+        {c.name for c in u.columns}
+        for u in plan.target.constraints
+        if isinstance(u, UniqueConstraint)
+    ]
+    uniques += [{c.name for c in i.columns} for i in plan.target.indexes if i.unique]
+    with target.connect() as conn:
+        adapter = adapter_for_dialect(target.dialect.name)()
+        uniques += adapter.unique_keys(conn, plan.target_name)
+    if wanted in uniques:
+        return
+    named = ", ".join(f"`{c}`" for c in conflict)
+    where = (
+        f"tables.{plan.name}.conflict"
+        if plan.spec.conflict
+        else "load.conflict"
+        if job.load.conflict
+        else f"tables.{plan.name}"
+    )
+    raise ConfigError(
+        f"conflict columns {named} are not the primary key or a unique key of target table "
+        f"`{plan.target_name}`: an upsert could not find the existing rows by them",
+        file=file,
+        key=where,
+        hint="name the columns of a unique key in `conflict:`, or add a unique constraint "
+        "on them with a migration",
+    )
 
 
 def _value_map_type(values: dict[str, Any], extra: list[Any]) -> sat.TypeEngine[Any] | None:

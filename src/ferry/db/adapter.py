@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 from sqlalchemy import (
+    Column,
     Connection,
     Engine,
     Table,
@@ -23,9 +24,11 @@ from sqlalchemy import (
     create_engine,
     func,
     insert,
+    literal,
     update,
 )
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.sql.elements import ColumnElement
 
 from ferry.config.project import PoolConfig
 from ferry.db.lock import ConnectionLockSession, LockSession
@@ -264,6 +267,15 @@ class Adapter:
     def drop_delta_triggers(self, conn: Connection, table: str) -> None:
         raise NotImplementedError(f"delta capture is not available for {self.name}")
 
+    def unique_keys(self, conn: Connection, table: str) -> list[set[str]]:
+        """Column sets of the table's unique indexes and constraints that reflection may
+        leave out (SQLite's inline `UNIQUE`); reflection covers the rest."""
+        return []
+
+    def delta_trigger_tables(self, conn: Connection) -> list[str]:
+        """Tables of the current database or schema that carry Ferry capture triggers."""
+        return []
+
     def drop_delta_support(self, conn: Connection) -> None:
         """Remove shared helpers of the capture triggers (PostgreSQL's trigger function)."""
 
@@ -295,6 +307,17 @@ class Adapter:
         """The planner's estimate of the rows a one-table SELECT reads (its statistics, no
         scan), if this database gives one."""
         return None
+
+    def sql_string(self, value: str) -> str:
+        """A string literal for SQL text that takes no parameters (a trigger's body)."""
+        return "'" + value.replace("'", "''") + "'"
+
+    def ordered(
+        self, column: Column[Any], value: Any
+    ) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        """A column and a value of its type, as two expressions that compare by the value's
+        order (an incremental cursor's window)."""
+        return column, literal(value, column.type)
 
     def rows_per_value(self, conn: Connection, table: str, column: str) -> float | None:
         """Average rows per distinct value of a column, from the statistics (no scan), if

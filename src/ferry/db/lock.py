@@ -8,7 +8,7 @@ matters for `CREATE INDEX CONCURRENTLY`. No lock table exists that could outlive
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -82,6 +82,31 @@ def migration_lock(
     Raises:
         LockTimeout: another process held it for longer than `timeout` seconds.
     """
+
+    def busy(holder: str | None) -> LockTimeout:
+        by = f": held by {holder}" if holder else ""
+        return LockTimeout(
+            f"target `{target}` is being migrated by another process{by}; waited {timeout:g} s",
+            hint="wait for that run to finish, or raise `migrations.lock_timeout`",
+        )
+
+    with held_lock(adapter, engine, key, timeout=timeout, target=target, busy=busy, poll=poll):
+        yield
+
+
+@contextmanager
+def held_lock(
+    adapter: Adapter,
+    engine: Engine,
+    key: str,
+    *,
+    timeout: float,
+    target: str,
+    busy: Callable[[str | None], LockTimeout],
+    poll: float = 0.2,
+) -> Iterator[None]:
+    """Hold the session lock `key` on `target` for the duration of the block; `busy` makes
+    the error when another process held it for `timeout` seconds (it hears the holder)."""
     from ferry.db.target import connection_failed  # target imports this module
 
     try:
@@ -94,13 +119,7 @@ def migration_lock(
         deadline = time.monotonic() + timeout
         while not session.try_acquire():
             if time.monotonic() >= deadline:
-                holder = session.holder()
-                by = f": held by {holder}" if holder else ""
-                raise LockTimeout(
-                    f"target `{target}` is being migrated by another process{by}; "
-                    f"waited {timeout:g} s",
-                    hint="wait for that run to finish, or raise `migrations.lock_timeout`",
-                )
+                raise busy(session.holder())
             time.sleep(poll)
         yield
     finally:

@@ -206,22 +206,25 @@ class MySQLAdapter(Adapter):
             changes = {conflict[0]: table.c[conflict[0]]}
         statement = statement.on_duplicate_key_update(changes or {names[0]: table.c[names[0]]})
         rows = data.to_pylist()
-        existing = 0
-        if not update:
-            # The affected-row count cannot tell a skipped row from an inserted one
-            # (SQLAlchemy asks for found rows): count the keys already there instead.
-            columns = [table.c[c] for c in conflict]
-            keys = [tuple(row[c] for c in conflict) for row in rows]
-            match = (
-                columns[0].in_([k[0] for k in keys])
-                if len(columns) == 1
-                else tuple_(*columns).in_(keys)
-            )
-            existing = int(
-                conn.execute(select(func.count()).select_from(table).where(match)).scalar() or 0
-            )
+        if update:
+            conn.execute(statement, rows)
+            return len(rows)
+        # The affected-row count cannot tell a skipped row from an inserted one (SQLAlchemy
+        # asks for found rows): count the rows holding the batch's keys before and after.
+        # A key twice in the batch, or already there, is skipped; a NULL never conflicts.
+        columns = [table.c[c] for c in conflict]
+        keys = [tuple(row[c] for c in conflict) for row in rows]
+        full = [k for k in keys if None not in k]
+        match = (
+            columns[0].in_([k[0] for k in full])
+            if len(columns) == 1
+            else tuple_(*columns).in_(full)
+        )
+        holding = select(func.count()).select_from(table).where(match)
+        before = int(conn.execute(holding).scalar() or 0) if full else 0
         conn.execute(statement, rows)
-        return len(rows) - existing
+        after = int(conn.execute(holding).scalar() or 0) if full else 0
+        return after - before + len(keys) - len(full)
 
     def deferrable_objects(self, conn: Connection, table: str) -> list[DeferredObject]:
         """Non-unique secondary indexes (not the ones a foreign key needs) and foreign keys.
@@ -287,19 +290,28 @@ class MySQLAdapter(Adapter):
             )
         return found
 
+    def sql_string(self, value: str) -> str:
+        # A backslash escapes in MySQL's strings (unless sql_mode says NO_BACKSLASH_ESCAPES).
+        return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
     def install_delta_triggers(
         self, conn: Connection, table: str, key: list[str], log_table: str
     ) -> list[str]:
+        quote = conn.dialect.identifier_preparer.quote_identifier
+
         def key_json(row: str) -> str:
-            return "JSON_OBJECT(" + ", ".join(f"'{k}', {row}.`{k}`" for k in key) + ")"
+            pairs = ", ".join(f"{self.sql_string(k)}, {row}.{quote(k)}" for k in key)
+            return f"JSON_OBJECT({pairs})"
 
         def log(op: str, row: str) -> str:
             return (
-                f"INSERT INTO `{log_table}` (table_name, op, row_key) "
-                f"VALUES ('{table}', '{op}', {key_json(row)})"
+                f"INSERT INTO {quote(log_table)} (table_name, op, row_key) "
+                f"VALUES ({self.sql_string(table)}, '{op}', {key_json(row)})"
             )
 
-        changed = " OR ".join(f"NOT (OLD.`{k}` <=> NEW.`{k}`)" for k in key)
+        # BINARY: a key changed only in case or trailing blanks is a new key to a target
+        # that compares text exactly, though the column's collation calls the two equal.
+        changed = " OR ".join(f"NOT (BINARY OLD.{quote(k)} <=> BINARY NEW.{quote(k)})" for k in key)
         bodies = {
             "i": ("INSERT", log("I", "NEW")),
             "u": (
@@ -311,16 +323,28 @@ class MySQLAdapter(Adapter):
         names = []
         for suffix, (event, body) in bodies.items():
             name = f"ferry_delta_{table}_{suffix}"[:64]
-            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS `{name}`")
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {quote(name)}")
             conn.exec_driver_sql(
-                f"CREATE TRIGGER `{name}` AFTER {event} ON `{table}` FOR EACH ROW {body}"
+                f"CREATE TRIGGER {quote(name)} AFTER {event} ON {quote(table)} FOR EACH ROW {body}"
             )
             names.append(name)
         return names
 
+    def delta_trigger_tables(self, conn: Connection) -> list[str]:
+        rows = conn.execute(
+            text(
+                "SELECT DISTINCT EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS "
+                "WHERE TRIGGER_SCHEMA = DATABASE() AND TRIGGER_NAME LIKE :p ORDER BY 1"
+            ),
+            {"p": "ferry\\_delta\\_%"},
+        )
+        return [str(r[0]) for r in rows]
+
     def drop_delta_triggers(self, conn: Connection, table: str) -> None:
+        quote = conn.dialect.identifier_preparer.quote_identifier
         for suffix in "iud":
-            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS `{f'ferry_delta_{table}_{suffix}'[:64]}`")
+            name = f"ferry_delta_{table}_{suffix}"[:64]
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {quote(name)}")
 
     def lock_timeout_sql(self, seconds: float) -> tuple[str, ...]:
         wait = max(1, int(seconds))

@@ -178,7 +178,10 @@ class PostgresAdapter(Adapter):
         if update:
             statement = statement.on_conflict_do_update(
                 index_elements=conflict,
-                set_={n: statement.excluded[n] for n in names if n not in conflict},
+                # Every loaded column in the conflict key (a link table): a no-op update,
+                # so the row still counts as written, as on MySQL.
+                set_={n: statement.excluded[n] for n in names if n not in conflict}
+                or {names[0]: statement.excluded[names[0]]},
             )
         else:
             statement = statement.on_conflict_do_nothing(index_elements=conflict)
@@ -250,7 +253,7 @@ class PostgresAdapter(Adapter):
         log = preparer.quote(log_table)
         conn.exec_driver_sql(_DELTA_FUNCTION.replace("{log}", log))
         name = f"ferry_delta_{table}"[:63]
-        args = ", ".join("'" + k.replace("'", "''") + "'" for k in key)
+        args = ", ".join(self.sql_string(k) for k in key)
         conn.exec_driver_sql(
             f"DROP TRIGGER IF EXISTS {preparer.quote(name)} ON {preparer.quote(table)}"
         )
@@ -266,6 +269,15 @@ class PostgresAdapter(Adapter):
         conn.exec_driver_sql(
             f"DROP TRIGGER IF EXISTS {preparer.quote(name)} ON {preparer.quote(table)}"
         )
+
+    def delta_trigger_tables(self, conn: Connection) -> list[str]:
+        # The triggers that call the capture function, whatever their names.
+        rows = conn.exec_driver_sql(
+            "SELECT DISTINCT c.relname FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid "
+            "WHERE NOT g.tgisinternal AND c.relnamespace = current_schema()::regnamespace "
+            "AND g.tgfoid = to_regproc('ferry_delta_capture') ORDER BY 1"
+        )
+        return [str(r[0]) for r in rows]
 
     def drop_delta_support(self, conn: Connection) -> None:
         conn.exec_driver_sql("DROP FUNCTION IF EXISTS ferry_delta_capture()")

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Connection, Engine, Table, cast, event, exc, text
+from sqlalchemy import Column, Connection, Engine, Table, cast, event, exc, func, literal, text
 from sqlalchemy import types as sat
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.elements import ColumnElement
 
 from ferry.config.project import PoolConfig
 from ferry.db.adapter import Adapter, DeferredObject, register
@@ -160,7 +162,10 @@ class SQLiteAdapter(Adapter):
         if update:
             statement = statement.on_conflict_do_update(
                 index_elements=conflict,
-                set_={n: statement.excluded[n] for n in names if n not in conflict},
+                # Every loaded column in the conflict key (a link table): a no-op update,
+                # so the row still counts as written, as on MySQL.
+                set_={n: statement.excluded[n] for n in names if n not in conflict}
+                or {names[0]: statement.excluded[names[0]]},
             )
         else:
             statement = statement.on_conflict_do_nothing(index_elements=conflict)
@@ -186,22 +191,26 @@ class SQLiteAdapter(Adapter):
     def install_delta_triggers(
         self, conn: Connection, table: str, key: list[str], log_table: str
     ) -> list[str]:
+        quote = conn.dialect.identifier_preparer.quote_identifier
+        table_name = self.sql_string(table)
+
         def key_json(row: str) -> str:
-            return "json_object(" + ", ".join(f"'{k}', {row}.\"{k}\"" for k in key) + ")"
+            pairs = ", ".join(f"{self.sql_string(k)}, {row}.{quote(k)}" for k in key)
+            return f"json_object({pairs})"
 
         def log(op: str, row: str) -> str:
             return (
-                f'INSERT INTO "{log_table}" (table_name, op, row_key, changed_at) '
-                f"VALUES ('{table}', '{op}', {key_json(row)}, CURRENT_TIMESTAMP);"
+                f"INSERT INTO {quote(log_table)} (table_name, op, row_key, changed_at) "
+                f"VALUES ({table_name}, '{op}', {key_json(row)}, CURRENT_TIMESTAMP);"
             )
 
-        changed = " OR ".join(f'OLD."{k}" IS NOT NEW."{k}"' for k in key)
+        changed = " OR ".join(f"OLD.{quote(k)} IS NOT NEW.{quote(k)}" for k in key)
         bodies = {
             "i": ("INSERT", log("I", "NEW")),
             "u": (
                 "UPDATE",
-                f'INSERT INTO "{log_table}" (table_name, op, row_key, changed_at) '
-                f"SELECT '{table}', 'D', {key_json('OLD')}, CURRENT_TIMESTAMP "
+                f"INSERT INTO {quote(log_table)} (table_name, op, row_key, changed_at) "
+                f"SELECT {table_name}, 'D', {key_json('OLD')}, CURRENT_TIMESTAMP "
                 f"WHERE {changed}; {log('U', 'NEW')}",
             ),
             "d": ("DELETE", log("D", "OLD")),
@@ -209,16 +218,48 @@ class SQLiteAdapter(Adapter):
         names = []
         for suffix, (action, body) in bodies.items():
             name = f"ferry_delta_{table}_{suffix}"
+            # Dropped first: a trigger of an earlier install may log another key.
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {quote(name)}")
             conn.exec_driver_sql(
-                f'CREATE TRIGGER IF NOT EXISTS "{name}" AFTER {action} ON "{table}" '
+                f"CREATE TRIGGER {quote(name)} AFTER {action} ON {quote(table)} "
                 f"FOR EACH ROW BEGIN {body} END"
             )
             names.append(name)
         return names
 
+    def ordered(
+        self, column: Column[Any], value: Any
+    ) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        """Dates and times are text here, in whatever form each writer chose ('...12:00:00'
+        from CURRENT_TIMESTAMP, '...12:00:00.000000' from SQLAlchemy), and text compares
+        '12:00:00' below '12:00:00.000000': both sides go through julianday()."""
+        if isinstance(value, datetime | date) and isinstance(column.type, sat.Date | sat.DateTime):
+            text_value = value.isoformat(sep=" ") if isinstance(value, datetime) else str(value)
+            return func.julianday(column), func.julianday(literal(text_value, sat.String()))
+        return super().ordered(column, value)
+
+    def unique_keys(self, conn: Connection, table: str) -> list[set[str]]:
+        """Unique indexes, the automatic ones of an inline `UNIQUE` among them."""
+        found: list[set[str]] = []
+        quote = conn.dialect.identifier_preparer.quote
+        for index in conn.exec_driver_sql(f"PRAGMA index_list({quote(table)})").mappings().all():
+            if not index["unique"] or index["partial"]:
+                continue
+            columns = conn.exec_driver_sql(f"PRAGMA index_info({quote(index['name'])})")
+            found.append({str(c["name"]) for c in columns.mappings().all()})
+        return found
+
+    def delta_trigger_tables(self, conn: Connection) -> list[str]:
+        rows = conn.exec_driver_sql(
+            "SELECT DISTINCT tbl_name FROM sqlite_master WHERE type = 'trigger' "
+            "AND name LIKE 'ferry\\_delta\\_%' ESCAPE '\\' ORDER BY 1"
+        )
+        return [str(r[0]) for r in rows]
+
     def drop_delta_triggers(self, conn: Connection, table: str) -> None:
+        quote = conn.dialect.identifier_preparer.quote_identifier
         for suffix in "iud":
-            conn.exec_driver_sql(f'DROP TRIGGER IF EXISTS "ferry_delta_{table}_{suffix}"')
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {quote(f'ferry_delta_{table}_{suffix}')}")
 
     def read_expression(self, column: Any) -> Any:
         # SQLite stores NUMERIC values as integers, reals or text, row by row; as text every
