@@ -131,6 +131,26 @@ def test_stratified_sample_with_a_null_stratum_and_the_whole_table(
         assert counts_of(whole)["nums"] == Counts(read=100, written=100)
 
 
+@pytest.mark.parametrize("dialects", [(PG, PG), (MY, PG)], ids=pair_id)
+def test_stratified_sample_by_a_float_column_gives_each_stratum_its_share(
+    dialects: tuple[str, str], tmp_path: Path
+) -> None:
+    """Strata found by their values, not their text: a float 1.0 is '1.0' to Python and
+    '1' to Arrow, so every stratum had fallen back to the overall share."""
+    with make_pair(dialects, tmp_path) as pair:
+        pair.source_sql("CREATE TABLE nums (id INTEGER PRIMARY KEY, f DOUBLE PRECISION)")
+        rows = [{"i": i, "f": float(i // 2)} for i in range(2, 82)]  # 40 strata of 2 rows
+        rows += [{"i": i, "f": 0.0} for i in range(100, 300)]  # and one of 200
+        pair.source_sql("INSERT INTO nums VALUES (:i, :f)", rows)
+
+        pair.copy(_sample_job("{method: stratified, by: f, percent: 10}"))
+
+        kept = [f for (f,) in pair.rows("nums", "f")]
+        # A stratum of two keeps round(0.2) -> 1 row: its anchor, and no drawn row more.
+        assert sorted(f for f in kept if f) == [float(n) for n in range(1, 41)]
+        assert 10 <= kept.count(0.0) <= 30
+
+
 def test_sample_of_an_unknown_strata_column_is_a_config_error(tmp_path: Path) -> None:
     with make_pair((LITE, LITE), tmp_path) as pair:
         _numbers(pair, 10)
@@ -279,6 +299,22 @@ def test_upsert_on_columns_that_are_no_unique_key_of_the_target_is_a_config_erro
             )
 
         assert pair.rows("tags") == [(10, "a", 0)]
+
+
+def test_upsert_on_a_source_name_that_columns_renamed_names_the_target_columns(
+    tmp_path: Path,
+) -> None:
+    with make_pair((PG, PG), tmp_path) as pair:
+        pair.source_sql("CREATE TABLE tags (id INTEGER PRIMARY KEY, code VARCHAR(10))")
+        pair.source_sql("INSERT INTO tags VALUES (1, 'a')")
+
+        with pytest.raises(
+            ConfigError, match=r"(?s)`id` is not in target.*after `columns:`.*tag_id"
+        ):
+            pair.copy(
+                "tables:\n  tags:\n    columns: {id: tag_id, code: code}\n    conflict: [id]\n"
+                "load: {strategy: upsert}\n"
+            )
 
 
 # ------------------------------------------------------------------------------ stream

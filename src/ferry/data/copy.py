@@ -352,6 +352,8 @@ class _Job:
                     f"conflict column `{column}` is not in target table `{plan.target_name}`",
                     file=self.spec_path,
                     key=f"tables.{plan.name}.conflict",
+                    hint="`conflict:` names target columns (after `columns:` renames them): "
+                    + ", ".join(c.name for c in plan.target.columns),
                 )
 
     def _upserts(self, plan: TablePlan) -> bool:

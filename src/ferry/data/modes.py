@@ -91,7 +91,8 @@ def source_rows(conn: Connection, plan: TablePlan) -> int:
 
 @dataclass(frozen=True)
 class Strata:
-    counts: dict[str, int]
+    #: Rows per stratum, keyed by the source's value (None: the NULL stratum).
+    counts: dict[Any, int]
     #: One key per stratum (its smallest) that every stratified sample keeps.
     anchors: list[Any]
 
@@ -105,10 +106,10 @@ def strata_counts(conn: Connection, plan: TablePlan, by: str) -> Strata:
     query = select(column, *measures).select_from(plan.source).group_by(column)
     if plan.spec.where:
         query = query.where(text(f"({plan.spec.where})"))
-    counts: dict[str, int] = {}
+    counts: dict[Any, int] = {}
     anchors: list[Any] = []
     for row in conn.execute(query):
-        counts[str(row[0])] = int(row[1])
+        counts[row[0]] = int(row[1])
         if single_key:
             anchors.append(row[2])
     return Strata(counts, anchors)
@@ -172,7 +173,7 @@ class Sampler:
         if method is SampleMethod.RANDOM or not self.sample.by:
             return pa.array(draws < self.fraction)
         # Stratified: each stratum keeps its share, and even a small one keeps a row.
-        values = pc.cast(batch[self.sample.by], pa.string())
+        values = batch[self.sample.by]
         anchored = bool(self.anchors) and len(self.plan.key) == 1
         fractions = {}
         for stratum, count in self.strata.items():
@@ -181,7 +182,11 @@ class Sampler:
                 fractions[stratum] = (wanted - 1) / (count - 1) if count > 1 else 0.0
             elif count:
                 fractions[stratum] = min(1.0, wanted / count)
-        index = pc.index_in(values, value_set=pa.array(list(fractions), pa.string()))
+        value_set = _value_set(list(fractions), values.type)
+        if value_set is None:  # no common type: both sides as text
+            values = pc.cast(values, pa.string())
+            value_set = pa.array([None if v is None else str(v) for v in fractions], pa.string())
+        index = pc.index_in(values, value_set=value_set)
         shares = pc.take(pa.array(list(fractions.values()), pa.float64()), index)
         per_row = pc.fill_null(shares, self.fraction).to_numpy(zero_copy_only=False)
         chosen = pa.array(draws < per_row)
@@ -190,6 +195,16 @@ class Sampler:
             anchors = pa.array(self.anchors).cast(batch[self.plan.key[0]].type)
             chosen = pc.or_(chosen, pc.is_in(batch[self.plan.key[0]], value_set=anchors))
         return chosen
+
+
+def _value_set(values: list[Any], kind: pa.DataType) -> pa.Array | None:
+    """Strata values as the batch's column holds them, so each row finds its own stratum
+    (as text, a boolean stratum read `True` against a column's `true`); NULL matches NULL.
+    None where they have no common type."""
+    try:
+        return pa.array(values).cast(kind)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
 
 
 def is_incremental(plan: TablePlan) -> bool:
