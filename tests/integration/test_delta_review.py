@@ -390,3 +390,19 @@ def test_capture_of_a_table_and_key_with_quotes_and_spaces_in_their_names(
         assert pair.rows("odd table") == [(1, "a2"), (3, "b"), (4, "d")]
         sync(pair, ODD, stop=True)
         pair.source_sql(f"INSERT INTO {table} VALUES (5, 'e')")  # no trigger left behind
+
+
+def test_truncate_on_a_postgresql_source_empties_the_target_table(tmp_path: Path) -> None:
+    """TRUNCATE fires no row trigger: a statement trigger logs it, and the replay empties the
+    target table, then writes the rows the source holds again."""
+    with make_pair((PG, PG), tmp_path) as pair:
+        copy_with_capture(pair)
+
+        pair.source_sql("INSERT INTO accounts VALUES (6, 'before', 'A')")
+        pair.source_sql("TRUNCATE accounts")
+        pair.source_sql("INSERT INTO accounts VALUES (1, 'again', 'I'), (9, 'new', 'A')")
+        report = sync(pair)
+
+        assert target_accounts(pair) == [(1, "again", "inactive"), (9, "new", "active")]
+        assert target_accounts(pair) == mapped_source(pair)
+        assert report.deleted >= 1

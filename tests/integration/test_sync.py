@@ -143,7 +143,7 @@ def source_has_log(pair: Pair) -> bool:
 
 def expected_triggers(pair: Pair) -> list[str]:
     if pair.source_dialect == PG:
-        return ["ferry_delta_accounts"]
+        return ["ferry_delta_accounts", "ferry_delta_accounts_t"]
     return ["ferry_delta_accounts_d", "ferry_delta_accounts_i", "ferry_delta_accounts_u"]
 
 

@@ -198,9 +198,16 @@ def replay(
         report.last_id = max(report.last_id, last)
         return 0
     # The latest entry per key decides; earlier ones are superseded (state-based replay).
+    # A TRUNCATE (PostgreSQL logs it) empties the target table; keys logged around it
+    # then hold whatever rows the source has now.
     latest: dict[str, dict[str, dict[str, Any]]] = {}
-    for _, table_name, _, row_key in entries:
-        latest.setdefault(table_name, {})[row_key] = json.loads(row_key, parse_float=Decimal)
+    truncated: set[str] = set()
+    for _, table_name, op, row_key in entries:
+        logged = latest.setdefault(table_name, {})
+        if op == "T":
+            truncated.add(table_name)
+        else:
+            logged[row_key] = json.loads(row_key, parse_float=Decimal)
     order = _parents_first([by_name[n] for n in by_name if n in latest])
     newest = max(last, max(int(e[0]) for e in entries))
     with target.connect() as tconn, tconn.begin():
@@ -211,7 +218,7 @@ def replay(
         pending: list[tuple[TablePlan, list[dict[str, Any]], pa.Table | None]] = []
         for plan in order:
             keys = list(latest[plan.source.name].values())
-            rows = source_rows(source, plan, keys)
+            rows = source_rows(source, plan, keys) if keys else pa.table({})
             present = {_typed_key(plan, r) for r in rows.to_pylist()}
             gone = [k for k in keys if _typed_key(plan, k) not in present]
             payload, dropped = _apply_rules(
@@ -219,7 +226,9 @@ def replay(
             )
             pending.append((plan, gone + dropped, payload))
         for plan, doomed, _ in reversed(pending):
-            if doomed:
+            if plan.source.name in truncated:
+                report.deleted += int(tconn.execute(delete(plan.target)).rowcount)
+            elif doomed:
                 report.deleted += _delete_target(tconn, plan, doomed)
         for plan, _, payload in pending:
             if payload is not None:

@@ -252,23 +252,25 @@ class PostgresAdapter(Adapter):
         preparer = conn.dialect.identifier_preparer
         log = preparer.quote(log_table)
         conn.exec_driver_sql(_DELTA_FUNCTION.replace("{log}", log))
-        name = f"ferry_delta_{table}"[:63]
+        rows, truncate = _delta_trigger_names(table)
         args = ", ".join(self.sql_string(k) for k in key)
+        self.drop_delta_triggers(conn, table)
         conn.exec_driver_sql(
-            f"DROP TRIGGER IF EXISTS {preparer.quote(name)} ON {preparer.quote(table)}"
-        )
-        conn.exec_driver_sql(
-            f"CREATE TRIGGER {preparer.quote(name)} AFTER INSERT OR UPDATE OR DELETE ON "
+            f"CREATE TRIGGER {preparer.quote(rows)} AFTER INSERT OR UPDATE OR DELETE ON "
             f"{preparer.quote(table)} FOR EACH ROW EXECUTE FUNCTION ferry_delta_capture({args})"
         )
-        return [name]
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {preparer.quote(truncate)} AFTER TRUNCATE ON "
+            f"{preparer.quote(table)} FOR EACH STATEMENT EXECUTE FUNCTION ferry_delta_capture()"
+        )
+        return [rows, truncate]
 
     def drop_delta_triggers(self, conn: Connection, table: str) -> None:
         preparer = conn.dialect.identifier_preparer
-        name = f"ferry_delta_{table}"[:63]
-        conn.exec_driver_sql(
-            f"DROP TRIGGER IF EXISTS {preparer.quote(name)} ON {preparer.quote(table)}"
-        )
+        for name in _delta_trigger_names(table):
+            conn.exec_driver_sql(
+                f"DROP TRIGGER IF EXISTS {preparer.quote(name)} ON {preparer.quote(table)}"
+            )
 
     def delta_trigger_tables(self, conn: Connection) -> list[str]:
         # The triggers that call the capture function, whatever their names.
@@ -434,12 +436,21 @@ class PostgresAdapter(Adapter):
 
 # One function serves every captured table; the key columns come as trigger arguments.
 # An update that changes the key logs a delete of the old key, then the new key.
+def _delta_trigger_names(table: str) -> tuple[str, str]:
+    """The row trigger and the TRUNCATE (statement) trigger that capture a table."""
+    return f"ferry_delta_{table}"[:63], f"ferry_delta_{table}"[:61] + "_t"
+
+
 _DELTA_FUNCTION = """
 CREATE OR REPLACE FUNCTION ferry_delta_capture() RETURNS trigger LANGUAGE plpgsql AS $ferry$
 DECLARE
   new_key jsonb;
   old_key jsonb;
 BEGIN
+  IF TG_OP = 'TRUNCATE' THEN  -- statement level: no row, every row of the table is gone
+    INSERT INTO {log} (table_name, op, row_key) VALUES (TG_TABLE_NAME, 'T', '{}');
+    RETURN NULL;
+  END IF;
   IF TG_OP IN ('INSERT', 'UPDATE') THEN
     SELECT jsonb_object_agg(c, to_jsonb(NEW) -> c) INTO new_key FROM unnest(TG_ARGV) AS c;
   END IF;
