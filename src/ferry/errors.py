@@ -52,6 +52,13 @@ class ConfigError(FerryError):
         super().__init__(prefix + message, hint=hint)
         self.file = file
         self.key = key
+        self.problem = message
+
+    def in_file(self, file: Path) -> ConfigError:
+        """The same error, naming the job file (raised where the file was not known)."""
+        if self.file is not None:
+            return self
+        return ConfigError(self.problem, file=file, key=self.key, hint=self.hint)
 
 
 class ConnectionFailed(FerryError):

@@ -102,6 +102,7 @@ class _Job:
         self.report_warnings: list[str] = []
         self.samplers: dict[str, Sampler] = {}
         self.driver_read: set[str] = set()  # tables connectorx cannot read
+        self.transformers: dict[str, Transformer] = {}  # by check_rules, before the load
 
     # --- preparation ---
 
@@ -159,6 +160,14 @@ class _Job:
                 hint="set `key:` to columns that identify every row (the primary key), or "
                 "leave those rows out with `where:`",
             )
+
+    def check_rules(self, plans: list[TablePlan]) -> None:
+        """Each table's rules, compiled against its columns before anything is written (a
+        default of the wrong type, a rule on a column the table will not have)."""
+        try:
+            self.transformers = {plan.name: Transformer(plan) for plan in plans}
+        except ConfigError as error:
+            raise error.in_file(self.spec_path) from error
 
     def prepare(self, plans: list[TablePlan], restart: bool) -> dict[str, list[KeyRange]]:
         """Create missing tables, plan or reload chunk ranges; returns pending chunks."""
@@ -664,7 +673,7 @@ class _Job:
         builder: KeyBuilder | None,
     ) -> None:
         """Every pending chunk on the workers; the first failure stops the rest."""
-        transformers = {plan.name: Transformer(plan) for plan in plans}
+        transformers = self.transformers
         stream = self.spec.load.strategy is LoadStrategy.STREAM
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             # Tables whose target references another job table wait for it: a child row
@@ -812,6 +821,7 @@ def copy_data(
         workers = workers or spec.load.workers
         job = _Job(spec, source, target, spec_path, run_id, on_progress, workers)
         job.check_filters(plans)
+        job.check_rules(plans)
         # A spec that does not fit the databases fails above, before anything is written;
         # from here on the run has a record.
         with target.connect() as conn:

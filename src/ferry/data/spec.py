@@ -20,12 +20,14 @@ Column names after `columns` are target names: `values`, `nulls`, `validate`, `d
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -45,7 +47,38 @@ class _Loader(yaml.SafeLoader):
 
     Under YAML 1.1, `on`, `off`, `yes`, `no`, `y` and `n` are booleans too, which would turn
     `dedupe: {on: [...]}` and value maps like `{Y: true, N: false}` into nonsense.
+
+    Mapping keys are names and source values, so a plain (unquoted) key stays the text it
+    is written as: YAML 1.1 would read the value-map key `010` as 8 (octal), `1:30` as 90
+    (base 60) and `1.0` as 1.0, none of which is the source value the map names.
     """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if (
+                isinstance(key_node, yaml.ScalarNode)
+                and key_node.style is None
+                and key_node.tag in _TEXT_KEY_TAGS
+            ):
+                key: Any = key_node.value
+            else:
+                key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, Hashable):
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        "found unhashable key",
+                        key_node.start_mark,
+                    )
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+
+_TEXT_KEY_TAGS = frozenset(
+    f"tag:yaml.org,2002:{kind}" for kind in ("bool", "int", "float", "null", "timestamp")
+)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -144,10 +177,39 @@ class Validation(_Model):
     on_fail: OnFail = OnFail.REJECT
     region: str = Field(default="US", description="default region for phone numbers")
 
+    @model_validator(mode="after")
+    def _known_region(self) -> Validation:
+        """A phone rule's region is checked with the spec, not when the first row meets it."""
+        if self.rule is Rule.PHONE:
+            import phonenumbers  # only phone rules need it (and its import time)
+
+            if self.region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+                raise ValueError(
+                    f"unknown phone region {self.region!r}: use a two-letter ISO 3166 code "
+                    "such as US, GB (not UK) or DE"
+                )
+        return self
+
 
 class Dedupe(_Model):
     on: list[str] = Field(min_length=1)
     keep: Keep = Keep.FIRST
+
+
+def _expression(text: str) -> str:
+    """A derived column or group key: parsed and checked with the spec, so a syntax error
+    or an unknown function names its key before anything runs."""
+    from ferry.data.expressions import ExpressionError, compile_expression  # sqlglot: lazily
+
+    try:
+        compile_expression(text)
+    except ExpressionError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        raise ValueError(f"{exc.problem}{hint}") from None
+    return text
+
+
+ExpressionText = Annotated[str, AfterValidator(_expression)]
 
 
 class NullRule(_Model):
@@ -170,7 +232,7 @@ class TableSpec(_Model):
         default={}, alias="validate"
     )
     dedupe: Dedupe | None = None
-    derive: dict[str, str] = {}
+    derive: dict[str, ExpressionText] = {}
     key: list[str] | None = None
     mode: Mode = Mode.FULL
     cursor: str | None = Field(default=None, description="incremental: source column")
@@ -270,7 +332,7 @@ class AggregateSpec(_Model):
     """
 
     from_: str = Field(alias="from", description="a target table of this job")
-    group_by: dict[str, str]
+    group_by: dict[str, ExpressionText]
     measures: dict[str, str]
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -323,7 +385,7 @@ def parse_job(text: str, *, path: Path, env: dict[str, str] | None = None) -> Jo
     raw = expand_tree(raw, env=env)
     raw.setdefault("name", path.stem)
     try:
-        return JobSpec.model_validate(raw)
+        spec = JobSpec.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("function-",)))
@@ -341,6 +403,85 @@ def parse_job(text: str, *, path: Path, env: dict[str, str] | None = None) -> Jo
         raise ConfigError(
             f"invalid value {first.get('input')!r}: {message}", file=path, key=key
         ) from exc
+    for name, table in spec.tables.items():
+        if table is not None:
+            check_column_names(name, table, file=path)
+    return spec
+
+
+def check_column_names(
+    name: str, table: TableSpec, *, file: Path | None, mapped: list[str] | None = None
+) -> None:
+    """The rules of a table name its target columns (`columns` renames the source's).
+
+    `mapped` is the target columns the source fills; without it, they are known only when
+    `columns` lists them (else they are the source's, which the spec alone does not know).
+
+    Raises:
+        ConfigError: a rule names a column the table will not have, or a derived column
+            takes the name of a mapped one; naming the key.
+    """
+    if mapped is None:
+        if table.columns is None:
+            return
+        mapped = list(table.columns.values() if isinstance(table.columns, dict) else table.columns)
+    derived = list(table.derive)
+    listed = ", ".join(mapped)
+    hint = f"rules name the target's columns, after `columns` renames the source's: {listed}" + (
+        f"; derived: {', '.join(derived)}" if derived else ""
+    )
+    folded = {c.lower() for c in mapped}
+    for column in derived:
+        if column.lower() in folded:
+            raise ConfigError(
+                f"derived column `{column}` is already a column the source fills",
+                file=file,
+                key=f"tables.{name}.derive.{column}",
+                hint="give the derived column another name, or leave the source column out "
+                "of `columns`",
+            )
+    rules: list[tuple[str, list[str], list[str]]] = [
+        ("values", list(table.values), mapped),
+        ("nulls", list(table.nulls), mapped),
+        ("validate", list(table.validate_), mapped),
+        ("types", list(table.types), mapped + derived),
+    ]
+    for rule, columns, allowed in rules:
+        for column in columns:
+            if column not in allowed:
+                raise ConfigError(
+                    f"`{column}` is not a column of the target table",
+                    file=file,
+                    key=f"tables.{name}.{rule}.{column}",
+                    hint=hint,
+                )
+    if table.dedupe is not None:
+        for column in table.dedupe.on:
+            if column not in mapped + derived:
+                raise ConfigError(
+                    f"`{column}` is not a column of the target table",
+                    file=file,
+                    key=f"tables.{name}.dedupe.on",
+                    hint=hint,
+                )
+    if derived:
+        from ferry.data.expressions import compile_expression  # sqlglot: only when used
+
+        known = set(folded)
+        for column, text in table.derive.items():
+            # a derived column may use those derived before it
+            unknown = sorted(
+                c for c in compile_expression(text).columns() if c.lower() not in known
+            )
+            known.add(column.lower())
+            if unknown:
+                raise ConfigError(
+                    f"expression `{text}` names {', '.join(f'`{c}`' for c in unknown)}, "
+                    "not a column the source fills",
+                    file=file,
+                    key=f"tables.{name}.derive.{column}",
+                    hint=hint,
+                )
 
 
 def load_job(path: Path) -> JobSpec:

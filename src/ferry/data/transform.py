@@ -15,12 +15,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import types as sat
 
-from ferry.data.spec import Keep, OnFail, Unmapped
+from ferry.data.spec import Keep, OnFail, Unmapped, ValueMap, check_column_names
 from ferry.data.state import Counts, Reject
 from ferry.data.tables import TablePlan
 from ferry.data.types import arrow_type
 from ferry.data.validators import invalid_mask
-from ferry.errors import FerryError
+from ferry.errors import ConfigError, FerryError
 
 if TYPE_CHECKING:
     from ferry.data.expressions import Expression
@@ -91,6 +91,10 @@ class Deduper:
     """Keeps the first row per key over the whole table, not per batch.
 
     Keys seen so far live here; a resumed copy seeds them from rows already in the target.
+    Keys compare without regard to case or surrounding whitespace (`Bob@x.com ` is
+    `bob@x.com`). NULL equals NULL within a key that has a value elsewhere (`(bob, NULL)`
+    twice is one row), but a row whose key columns are all NULL has nothing to compare on
+    and duplicates no other: `on: [email]` keeps every row without an e-mail.
     """
 
     def __init__(self, columns: list[str], *, merge_key: list[str] | None = None) -> None:
@@ -101,19 +105,23 @@ class Deduper:
         self.kept: pa.Table | None = None
 
     def key(self, table: pa.Table) -> pa.Array:
-        parts = [pc.fill_null(pc.cast(table[c], pa.string()), "\x00") for c in self.columns]
+        """The comparison key of each row: NULL where every key column is NULL."""
+        texts = [pc.utf8_trim_whitespace(pc.cast(table[c], pa.string())) for c in self.columns]
+        parts = [pc.fill_null(t, "\x00") for t in texts]
         joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, _SEP)
-        return pc.utf8_lower(
-            joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
-        )
+        nothing = pc.is_null(texts[0])
+        for text in texts[1:]:
+            nothing = pc.and_(nothing, pc.is_null(text))
+        key = pc.if_else(nothing, pa.scalar(None, pa.string()), pc.utf8_lower(joined))
+        return key.combine_chunks() if isinstance(key, pa.ChunkedArray) else key
 
     def seed(self, table: pa.Table) -> None:
         if not table.num_rows:
             return
         if self.merge_key:
-            self._remember(table)
+            self._remember(table.filter(pc.is_valid(self.key(table))))
         else:
-            self.seen = pc.unique(pa.concat_arrays([self.seen, self.key(table)]))
+            self.seen = pc.unique(pa.concat_arrays([self.seen, pc.drop_null(self.key(table))]))
 
     def _remember(self, rows: pa.Table) -> None:
         assert self.merge_key is not None
@@ -124,11 +132,20 @@ class Deduper:
 
     def merge(self, table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
         """Rows to insert (one per new key, NULLs filled from its duplicates in the batch)
-        and fills for rows that earlier batches wrote."""
+        and fills for rows that earlier batches wrote. Rows with a NULL key pass as they
+        are."""
         assert self.merge_key is not None
         keys = self.key(table)
-        work = table.append_column("__key", keys)
         columns = [c for c in table.column_names if c != ROW]
+        apart = pc.is_null(keys)
+        if pc.any(apart).as_py():
+            alone = table.filter(apart).select([*columns, ROW])
+            rest, fills = self.merge(table.filter(pc.invert(apart)))
+            merged = pa.concat_tables([rest, alone]) if rest.num_rows else alone
+            return merged.sort_by(ROW), fills
+        if not table.num_rows:
+            return table.select([*columns, ROW]), None
+        work = table.append_column("__key", keys)
         # "first" skips NULLs: the first non-NULL value of each column, in key order.
         grouped = work.group_by("__key", use_threads=False).aggregate(
             [(c, "first") for c in columns] + [(ROW, "min")]
@@ -161,16 +178,93 @@ class Deduper:
         unseen = pc.invert(pc.is_in(keys, value_set=self.seen))
         keep = pc.and_(first_in_batch, unseen)
         self.seen = pa.concat_arrays([self.seen, pc.filter(keys, keep)])
-        return keep
+        return pc.or_(keep, pc.is_null(keys))  # a NULL key duplicates nothing
+
+
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
+
+
+def _as_text(value: Any) -> str:
+    """A map target as text, as Arrow writes it (booleans are `true` and `false`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class _CompiledMap:
+    """A value map as Arrow arrays: source values (text) and what they become.
+
+    Keys are the source values as written in the spec. A column that is not text is also
+    matched by value, the keys cast to its type, so `1.0` finds the integer 1, `True` the
+    boolean true and `1` the decimal 1.00.
+    """
+
+    def __init__(self, rule: ValueMap) -> None:
+        self.rule = rule
+        self.keys = pa.array(list(rule.map), pa.string())
+        values = list(rule.map.values())
+        try:
+            self.targets = pa.array(values)
+        except _ARROW_ERRORS:  # mixed types: the column is text (see tables._value_map_type)
+            self.targets = pa.array(
+                [None if v is None else _as_text(v) for v in values], pa.string()
+            )
+        self._typed: dict[pa.DataType, tuple[pa.Array, pa.Array]] = {}
+
+    def typed_keys(self, wanted: pa.DataType) -> tuple[pa.Array, pa.Array]:
+        """The keys that convert to `wanted`, converted, and their positions in the map."""
+        if wanted not in self._typed:
+            found: list[Any] = []
+            positions: list[int] = []
+            for position, key in enumerate(self.keys.to_pylist()):
+                text = pa.scalar(key, pa.string())
+                for route in ((wanted,), (pa.float64(), wanted)):
+                    try:
+                        value = text
+                        for step in route:
+                            value = value.cast(step)
+                    except _ARROW_ERRORS:
+                        continue
+                    found.append(value.as_py())
+                    positions.append(position)
+                    break
+            self._typed[wanted] = (pa.array(found, wanted), pa.array(positions, pa.int32()))
+        return self._typed[wanted]
+
+    def index(self, original: Any, as_text: Any) -> Any:
+        """Position in the map of each value (NULL: not in the map)."""
+        index = pc.index_in(as_text, value_set=self.keys)
+        kind = original.type
+        if not (
+            pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+            or pa.types.is_null(kind)
+            or pa.types.is_dictionary(kind)
+        ):
+            keys, positions = self.typed_keys(kind)
+            if len(keys):
+                index = pc.coalesce(
+                    index, pc.take(positions, pc.index_in(original, value_set=keys))
+                )
+        return index
 
 
 class Transformer:
-    """The job's rules for one table, compiled once and applied to every batch."""
+    """The job's rules for one table, compiled once and applied to every batch.
+
+    Raises:
+        ConfigError: a rule names a column the table does not have, or a NULL default
+            does not fit its column's type (naming the key).
+    """
 
     def __init__(self, plan: TablePlan) -> None:
         self.plan = plan
         spec = plan.spec
+        # With `columns` listed, parse_job checked these names already; without, the
+        # mapped columns are the source's, known only now.
+        check_column_names(plan.name, spec, file=None, mapped=list(plan.mapping.values()))
         self.value_maps = spec.value_maps()
+        self.maps = {column: _CompiledMap(rule) for column, rule in self.value_maps.items()}
         self.null_rules = spec.null_rules()
         self.validations = spec.validations()
         self.derived: dict[str, Expression] = {}
@@ -192,6 +286,25 @@ class Transformer:
         self.descending = bool(spec.dedupe and spec.dedupe.keep is Keep.LAST)
         wanted = list(plan.mapping.values()) + list(spec.derive)
         self.load_columns = [c for c in plan.target.columns if c.name in wanted]
+        self.target_types = {c.name: arrow_type(c.type) for c in self.load_columns}
+        self._check_defaults()
+
+    def _check_defaults(self) -> None:
+        """A NULL default must fit its column: a misfit would fail every batch with NULLs."""
+        for column, rule in self.null_rules.items():
+            wanted = self.target_types.get(column)
+            if rule.action != "default" or wanted is None:
+                continue
+            try:
+                pa.scalar(rule.value).cast(wanted)
+            except _ARROW_ERRORS as error:
+                raise ConfigError(
+                    f"the default {rule.value!r} does not fit `{column}`, a {wanted} column "
+                    f"of target table `{self.plan.target_name}` ({error})",
+                    key=f"tables.{self.plan.name}.nulls.{column}",
+                    hint=f"give a default of the column's type, or set "
+                    f"tables.{self.plan.name}.types.{column}",
+                ) from None
 
     def apply(self, batch: pa.Table, keep: pa.Array | None = None) -> Transformed:
         """Transform one batch; rows outside `keep` (a sample) count as filtered."""
@@ -206,8 +319,10 @@ class Transformer:
         work = self._map_values(work, marks)
         work = self._nulls(work, marks)
         work = self._validate(work, marks)
+        if self.derived:
+            work = self._drop_marked(work, marks)
         for name, expression in self.derived.items():
-            work = work.append_column(name, expression.evaluate(work))
+            work = work.append_column(name, self._derive(name, expression, work, marks))
         work = self._drop_marked(work, marks)
         work = self._cast(work, marks)
         work = self._drop_marked(work, marks)
@@ -233,13 +348,12 @@ class Transformer:
     # --- steps ---
 
     def _map_values(self, work: pa.Table, marks: _Marks) -> pa.Table:
-        for column, rule in self.value_maps.items():
+        for column, compiled in self.maps.items():
+            rule = compiled.rule
             original = work[column]
             as_text = pc.cast(original, pa.string())
-            keys = pa.array([str(k) for k in rule.map])
-            targets = pa.array(list(rule.map.values()))
-            index = pc.index_in(as_text, value_set=keys)
-            mapped = pc.take(targets, index)
+            index = compiled.index(original, as_text)
+            mapped = pc.take(compiled.targets, index)
             unmapped = pc.and_(pc.is_null(index), pc.is_valid(original))
             if pc.any(unmapped).as_py():
                 if rule.unmapped is Unmapped.REJECT:
@@ -251,9 +365,22 @@ class Transformer:
                         as_text,
                     )
                 elif rule.unmapped is Unmapped.KEEP:
-                    mapped = pc.if_else(unmapped, as_text, pc.cast(mapped, pa.string()))
+                    mapped = self._keep(column, original, as_text, mapped, unmapped)
             work = work.set_column(work.schema.get_field_index(column), column, mapped)
         return work
+
+    def _keep(self, column: str, original: Any, as_text: Any, mapped: Any, unmapped: Any) -> Any:
+        """Mapped values where the map has them, the source's elsewhere: in the target
+        column's type when both convert to it (booleans into an INTEGER column that keeps
+        the source's numbers are 1 and 0), else as text for the cast to judge per row."""
+        wanted = self.target_types.get(column)
+        if wanted is not None:
+            try:
+                return pc.if_else(unmapped, pc.cast(original, wanted), pc.cast(mapped, wanted))
+            except _ARROW_ERRORS:
+                pass
+        texts = mapped if pa.types.is_null(mapped.type) else pc.cast(mapped, pa.string())
+        return pc.if_else(unmapped, as_text, pc.cast(texts, pa.string()))
 
     def _nulls(self, work: pa.Table, marks: _Marks) -> pa.Table:
         for column, rule in self.null_rules.items():
@@ -264,11 +391,61 @@ class Transformer:
                 marks.filter_out(pc.is_null(values), work[ROW])
             elif rule.action == "default":
                 scalar = pa.scalar(rule.value)
-                filled = pc.fill_null(
-                    values, pc.cast(scalar, values.type) if values.type != pa.null() else scalar
-                )
+                try:
+                    fill = pc.cast(scalar, values.type) if values.type != pa.null() else scalar
+                except _ARROW_ERRORS:
+                    # The source's type cannot hold the default, the target's can (checked
+                    # with the rules): as text, the cast to the target converts both.
+                    values, fill = pc.cast(values, pa.string()), pc.cast(scalar, pa.string())
+                filled = pc.fill_null(values, fill)
                 work = work.set_column(work.schema.get_field_index(column), column, filled)
         return work
+
+    def _derive(self, name: str, expression: Expression, work: pa.Table, marks: _Marks) -> Any:
+        """A derived column. Rows it cannot be computed for (a division by zero, an
+        overflow, a failed CAST) are rejected; the others keep their values. Those rows are
+        found by halving, so a clean batch costs one evaluation."""
+        from ferry.data.expressions import ExpressionError
+
+        try:
+            return expression.evaluate(work)
+        except ExpressionError as error:
+            first = error
+        key = f"tables.{self.plan.name}.derive.{name}"
+        try:
+            kind = _plain(expression.evaluate(work.slice(0, 0))).type
+        except ExpressionError as error:  # no row could be computed: the rule is wrong
+            raise ConfigError(str(error.message), key=key, hint=error.hint) from error
+        pieces: list[pa.Array] = []
+        problems: list[str | None] = []
+
+        def walk(part: pa.Table) -> None:
+            try:
+                values = _plain(expression.evaluate(part))
+            except ExpressionError as error:
+                if part.num_rows > 1:
+                    half = part.num_rows // 2
+                    walk(part.slice(0, half))
+                    walk(part.slice(half))
+                    return
+                pieces.append(pa.nulls(1, kind))
+                problems.append(error.problem)
+                return
+            pieces.append(values if values.type == kind else values.cast(kind))
+            problems.extend([None] * part.num_rows)
+
+        walk(work)
+        if all(p is None for p in problems):  # failed whole, computed in parts: odd, but fine
+            raise ConfigError(str(first.message), key=key, hint=first.hint) from first
+        reasons = pa.array(problems, pa.string())
+        marks.reject(
+            pc.is_valid(reasons),
+            work[ROW],
+            f"derive:{name}",
+            f"`{name}` cannot be computed: {{value}}",
+            reasons,
+        )
+        return pa.concat_arrays(pieces)
 
     def _validate(self, work: pa.Table, marks: _Marks) -> pa.Table:
         for column, check in self.validations.items():
@@ -390,3 +567,10 @@ class Transformer:
             source_key = [row.get(k) for k in key] if key else None
             found.append(Reject(self.plan.name, source_key, rule, error, row))
         return found
+
+
+def _plain(values: Any) -> pa.Array:
+    """One Arrow array, whatever the chunking."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks()
+    return values
