@@ -18,6 +18,7 @@ from ferry.data import copy as copy_module
 from ferry.data.copy import copy_data
 from ferry.data.finalize import KeyBuilder, Step
 from ferry.data.spec import parse_job
+from ferry.data.tables import ForeignKeySpec
 from ferry.db.target import Target, open_url
 from tests.conftest import engine_for, new_database
 from tests.integration.test_copy_resume import _execute
@@ -42,6 +43,9 @@ def pg(tmp_path: Path) -> Iterator[Target]:
     yield target
     target.dispose()
     drop()
+
+
+PARENT_KEY = ForeignKeySpec("child_parent_id_fkey", ["parent_id"], "parent", ["id"])
 
 
 def _builder(target: Target, warnings: list[str]) -> KeyBuilder:
@@ -112,9 +116,7 @@ def test_a_foreign_key_that_fails_its_check_is_dropped_and_named(pg: Target) -> 
     meta = MetaData()
     Table("parent", meta, autoload_with=pg.engine)
     child = Table("child", meta, autoload_with=pg.engine)
-    step = builder._foreign_key(
-        child, "child_parent_id_fkey", ["parent_id"], "parent", ["id"], exists=False, weight=0
-    )
+    step = builder._foreign_key(child, PARENT_KEY, exists=False, weight=0)
     assert step is not None
     assert step.sql[0].endswith("NOT VALID")
     builder._run(step)
@@ -143,9 +145,7 @@ def test_a_foreign_key_a_stopped_run_left_not_valid_is_validated(pg: Target) -> 
     builder = _builder(pg, warnings)
     meta = MetaData()
     child = Table("child", meta, autoload_with=pg.engine)
-    step = builder._foreign_key(
-        child, "child_parent_id_fkey", ["parent_id"], "parent", ["id"], exists=True, weight=0
-    )
+    step = builder._foreign_key(child, PARENT_KEY, exists=True, weight=0)
     assert step is not None
     builder._run(step)
     builder.finish()

@@ -298,12 +298,6 @@ def test_a_derived_column_named_like_a_mapped_one_is_refused_when_parsed() -> No
     assert "already" in str(caught.value)
 
 
-@pytest.mark.xfail(
-    reason="tables._design_target builds the target Table before any rule check and raises "
-    "SQLAlchemy's DuplicateColumnError; the fix belongs there (not in this review's files)",
-    raises=Exception,
-    strict=True,
-)
 def test_a_derived_column_named_like_a_source_column_is_a_config_error(
     engines: tuple[Engine, Engine],
 ) -> None:

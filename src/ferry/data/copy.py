@@ -35,7 +35,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.schema import ForeignKeyConstraint
 
 from ferry.config.project import Project
 from ferry.data import aggregate, deferral, delta, state
@@ -218,16 +217,7 @@ class _Job:
                                 # Built into the table, as this database cannot add them
                                 # later; waves load parents first.
                                 for fk in plan.deferred_fks:
-                                    plan.target.append_constraint(
-                                        ForeignKeyConstraint(
-                                            fk.columns,
-                                            [
-                                                f"{fk.referred_table}.{c}"
-                                                for c in fk.referred_columns
-                                            ],
-                                            name=fk.name,
-                                        )
-                                    )
+                                    plan.target.append_constraint(fk.constraint())
                             self._create(conn, plan)
                             status = "created"
                         window = (
@@ -467,11 +457,13 @@ class _Job:
             )
         except Exception as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            if isinstance(error, FerryError):  # a value the source cannot hand over
+                reason = error.message
             raise SourceReadError(
                 f"reading `{plan.name}` (chunk {chunk.index}, keys {chunk.lo} to {chunk.hi}) "
                 f"from the source failed: {reason}",
-                hint="the chunks done so far are checkpointed: run the same command again to "
-                "resume",
+                hint=getattr(error, "hint", None)
+                or "the chunks done so far are checkpointed: run the same command again to resume",
             ) from error
         counts = self._flush(plan, transformer, batch, chunk, new_row=False)
         self._record(plan, counts, time.perf_counter() - started)

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, MetaData, Table, inspect
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.schema import AddConstraint, CreateIndex, ForeignKeyConstraint, Index
+from sqlalchemy.schema import AddConstraint, CreateIndex, Index
 
 from ferry.config.project import PoolConfig
-from ferry.data.tables import TablePlan
+from ferry.data.tables import ForeignKeySpec, TablePlan
 from ferry.db.target import Target
 from ferry.errors import FerryError
 
@@ -164,15 +164,7 @@ class KeyBuilder:
             for fk in plan.deferred_fks:
                 if fk.referred_table not in self.meta.tables:
                     continue  # a parent outside the job that the target does not have
-                step = self._foreign_key(
-                    table,
-                    fk.name,
-                    fk.columns,
-                    fk.referred_table,
-                    fk.referred_columns,
-                    exists=fk.name in have_fk[name],
-                    weight=weight,
-                )
+                step = self._foreign_key(table, fk, exists=fk.name in have_fk[name], weight=weight)
                 if step is not None:
                     self.fks.append(_ForeignKey(step, name, fk.referred_table))
         everything = [s for steps in self.index_steps.values() for s in steps]
@@ -180,16 +172,9 @@ class KeyBuilder:
         self.heaviest = heaviest if self.workers > 1 and len(everything) > 1 else None
 
     def _foreign_key(
-        self,
-        table: Table,
-        name: str,
-        columns: list[str],
-        parent: str,
-        parent_columns: list[str],
-        *,
-        exists: bool,
-        weight: int,
+        self, table: Table, fk: ForeignKeySpec, *, exists: bool, weight: int
     ) -> Step | None:
+        name = fk.name
         dialect = self.target.engine.dialect
         preparer = dialect.identifier_preparer
         quoted = preparer.format_table(table)
@@ -201,9 +186,7 @@ class KeyBuilder:
             sql = validate.format(table=quoted, name=preparer.quote(name))
             drop = f"ALTER TABLE {quoted} DROP CONSTRAINT {preparer.quote(name)}"
             return Step(table.name, f"foreign key {name}", (sql,), weight, drop, undo_from=0)
-        constraint = ForeignKeyConstraint(
-            columns, [f"{parent}.{c}" for c in parent_columns], name=name
-        )
+        constraint = fk.constraint()
         table.append_constraint(constraint)
         add = str(AddConstraint(constraint).compile(dialect=dialect))
         if validate is None:

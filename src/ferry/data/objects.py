@@ -49,6 +49,8 @@ def _carry_views(
 ) -> None:
     import sqlglot
 
+    # execute_script raises the driver's own errors, not SQLAlchemy's wrapping of them.
+    driver_error: type[Exception] = target.engine.dialect.loaded_dbapi.Error
     read = _SQLGLOT.get(source.adapter.name) or ""
     write = _SQLGLOT.get(target.adapter.name) or ""
     for view in views:
@@ -58,8 +60,9 @@ def _carry_views(
             translated = select.sql(dialect=write, pretty=False)
             quoted = target.engine.dialect.identifier_preparer.quote(view)
             with target.connect() as conn, conn.begin():
-                conn.exec_driver_sql(f"CREATE VIEW {quoted} AS {translated}")
+                # Straight to the driver: a `%` in the view ('B%') is no parameter marker.
+                target.adapter.execute_script(conn, f"CREATE VIEW {quoted} AS {translated}")
             report.views_created.append(view)
-        except (sqlglot.errors.SqlglotError, sa_exc.DBAPIError, ValueError) as error:
+        except (sqlglot.errors.SqlglotError, sa_exc.DBAPIError, driver_error, ValueError) as error:
             reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
             report.needs_translation.append(f"view {view}: {reason}")

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Engine,
+    ForeignKeyConstraint,
     MetaData,
     Table,
     UniqueConstraint,
@@ -22,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import types as sat
 
-from ferry.data.spec import JobSpec, Keep, LoadStrategy, Mode, TableSpec
+from ferry.data.spec import JobSpec, Keep, LoadStrategy, Mode, TableSpec, check_column_names
 from ferry.data.types import (
     LONG_TEXT,
     arrow_type,
@@ -53,6 +54,19 @@ class ForeignKeySpec:
     columns: list[str]
     referred_table: str
     referred_columns: list[str]
+    #: The source's referential actions (CASCADE, SET NULL, ...); None is the default.
+    ondelete: str | None = None
+    onupdate: str | None = None
+
+    def constraint(self) -> ForeignKeyConstraint:
+        """The key as a constraint to add to its (target) table."""
+        return ForeignKeyConstraint(
+            self.columns,
+            [f"{self.referred_table}.{c}" for c in self.referred_columns],
+            name=self.name,
+            ondelete=self.ondelete,
+            onupdate=self.onupdate,
+        )
 
 
 @dataclass
@@ -296,6 +310,8 @@ def _design_target(
     meta: MetaData,
     file: Any,
 ) -> TablePlan:
+    # The rules name target columns; without `columns:` listed, known only now.
+    check_column_names(table.name, spec, file=file, mapped=list(mapping.values()))
     value_maps = spec.value_maps()
     null_rules = spec.null_rules()
     source_is_sqlite = _dialect_of(table) == "sqlite"
@@ -347,9 +363,17 @@ def _design_target(
         if name in spec.types:
             col_type = parse_type(spec.types[name], key=f"tables.{table.name}.types.{name}")
         else:
-            from ferry.data.expressions import compile_expression  # sqlglot: only when used
+            from ferry.data.expressions import ExpressionError, compile_expression
 
-            result = compile_expression(expression).evaluate(empty)
+            try:
+                result = compile_expression(expression).evaluate(empty)
+            except ExpressionError as error:
+                raise ConfigError(
+                    str(error.message),
+                    file=file,
+                    key=f"tables.{table.name}.derive.{name}",
+                    hint=error.hint,
+                ) from error
             col_type = sa_type_for_arrow(result.type)
         columns.append(Column(name, col_type))
     target = Table(target_name, meta, *columns)
@@ -372,8 +396,16 @@ def _dialect_of(table: Table) -> str:
     return str(table.info.get("ferry_dialect", ""))
 
 
-_LITERAL_DEFAULT = re.compile(r"^\(?('(?:[^']|'')*'|-?\d+(?:\.\d+)?)\)?(?:::[\w ]+)?$")
-_NOW = re.compile(r"^(current_timestamp(\(\))?|now\(\)|localtimestamp)$", re.I)
+_LITERAL_DEFAULT = re.compile(
+    r"^\(?('(?:[^']|'')*'|-?\d+(?:\.\d+)?|true|false)\)?(?:::[\w ]+)?$", re.I
+)
+#: now() as each database spells it; MariaDB adds the precision and any ON UPDATE clause
+#: (`current_timestamp(6) ON UPDATE current_timestamp(6)`), which only the default outlives.
+_NOW = re.compile(
+    r"^(current_timestamp(\(\d*\))?|now\(\d*\)|localtimestamp(\(\d*\))?)"
+    r"(\s+on\s+update\s+.*)?$",
+    re.I,
+)
 
 
 def translate_default(column: Column[Any], target_type: sat.TypeEngine[Any]) -> Any:
@@ -389,6 +421,8 @@ def translate_default(column: Column[Any], target_type: sat.TypeEngine[Any]) -> 
     if match is None:
         return None
     literal_text = match.group(1)
+    if literal_text.lower() in ("true", "false") and not isinstance(target_type, sat.Boolean):
+        return None  # a boolean keyword for a column that is no longer boolean
     if isinstance(target_type, sat.Boolean):
         value = literal_text.strip("'").lower()
         if value in ("1", "t", "true", "y", "yes"):
@@ -418,8 +452,17 @@ def _defer_foreign_keys(plans: list[TablePlan]) -> None:
                     columns=[c for c in local if c],
                     referred_table=referred.target_name,
                     referred_columns=[c for c in remote if c],
+                    ondelete=_action(fk.ondelete),
+                    onupdate=_action(fk.onupdate),
                 )
             )
+
+
+def _action(action: str | None) -> str | None:
+    """A referential action other than the default NO ACTION, as the source states it."""
+    if action is None or action.upper() == "NO ACTION":
+        return None
+    return action.upper()
 
 
 def occupancy(conn: Connection, plans: list[TablePlan]) -> dict[str, str]:

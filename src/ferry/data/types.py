@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy import types as sat
 from sqlalchemy.dialects import mysql
+from sqlalchemy.sql.sqltypes import _AbstractInterval
 
 from ferry.errors import ConfigError
 
@@ -56,6 +57,11 @@ KEY_TEXT = sat.Text().with_variant(mysql.VARCHAR(255), "mysql", "mariadb")
 KEY_BINARY = sat.LargeBinary().with_variant(mysql.VARBINARY(255), "mysql", "mariadb")
 
 
+#: NUMERIC without precision keeps any number on PostgreSQL; MySQL's plain DECIMAL would be
+#: DECIMAL(10,0) and round every fraction away, so there it is the widest DECIMAL.
+UNBOUNDED_NUMERIC = sat.Numeric().with_variant(mysql.DECIMAL(65, 30), "mysql", "mariadb")
+
+
 def indexable(column_type: sat.TypeEngine[Any]) -> sat.TypeEngine[Any]:
     """The type a primary key column gets instead of an unbounded one."""
     if column_type is LONG_TEXT:
@@ -97,6 +103,8 @@ def parse_type(text: str, *, key: str) -> sat.TypeEngine[Any]:
     if cls in (sat.String, sat.CHAR):
         return cls(args[0]) if args else cls()
     if cls is sat.Numeric:
+        if not args:
+            return UNBOUNDED_NUMERIC
         precision = args[0] if args else None
         scale = args[1] if len(args) > 1 else (0 if args else None)
         return sat.Numeric(precision, scale)
@@ -118,12 +126,18 @@ def translate_type(source: sat.TypeEngine[Any]) -> sat.TypeEngine[Any]:
         return sat.Integer()
     if isinstance(source, mysql.YEAR):
         return sat.SmallInteger()
-    if isinstance(source, (mysql.ENUM, mysql.SET)):
-        return sat.String(
-            max((len(v) for v in getattr(source, "enums", ()) or ("",)), default=1) or 255
-        )
+    if isinstance(source, mysql.SET):
+        # A SET value is any of its members joined by commas: room for all of them.
+        members = [str(v) for v in getattr(source, "values", ()) or ()]
+        return sat.String(sum(len(v) for v in members) + len(members) - 1 if members else 255)
+    if isinstance(source, mysql.ENUM):
+        return sat.String(max((len(v) for v in source.enums), default=0) or 255)
     if isinstance(source, mysql.BIT):
-        return sat.Boolean() if getattr(source, "length", 1) == 1 else sat.BigInteger()
+        # BIT(64) holds unsigned values past the largest BIGINT.
+        bits = getattr(source, "length", 1) or 1
+        if bits == 1:
+            return sat.Boolean()
+        return sat.BigInteger() if bits < 64 else sat.Numeric(20, 0)
     if isinstance(source, (mysql.TINYTEXT, mysql.MEDIUMTEXT, mysql.LONGTEXT)):
         return LONG_TEXT
     if isinstance(
@@ -133,8 +147,18 @@ def translate_type(source: sat.TypeEngine[Any]) -> sat.TypeEngine[Any]:
 
     if isinstance(source, sat.Numeric) and not isinstance(source, sat.Float):
         if source.precision is None:
-            return sat.Numeric()
+            return UNBOUNDED_NUMERIC
         return sat.Numeric(source.precision, source.scale or 0)
+    if isinstance(source, sat.Interval | _AbstractInterval):
+        # Before DateTime (a non-native Interval is one). MySQL has no interval: its TIME
+        # holds durations of up to 838 hours either way; a longer one is a load error.
+        return sat.Interval().with_variant(mysql.TIME(fsp=6), "mysql", "mariadb")
+    if isinstance(source, sat.ARRAY):
+        # Arrays travel as PostgreSQL's text form ('{1,2,3}'), which PostgreSQL reads back
+        # into the array; MySQL keeps that text.
+        return source.with_variant(mysql.LONGTEXT(), "mysql", "mariadb").with_variant(
+            sat.Text(), "sqlite"
+        )
     if isinstance(source, sat.Float):
         # Single precision stays single; anything else keeps all 53 bits (plain FLOAT would
         # be 4 bytes on MySQL).

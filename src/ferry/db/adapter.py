@@ -233,11 +233,15 @@ class Adapter:
         statement = insert(table).compile(
             dialect=conn.dialect, column_keys=[c.key for c in columns]
         )
+        # A name the paramstyle cannot carry as it is ("Mixed Case", "a.b") is bound under
+        # an escaped one.
+        escaped = statement.escaped_bind_names
+        original = {bound: name for name, bound in escaped.items()}
         names = statement.positiontup
         rows: list[Any] = (
-            list(zip(*(data[name].to_pylist() for name in names), strict=True))
+            list(zip(*(data[original.get(n, n)].to_pylist() for n in names), strict=True))
             if names
-            else data.to_pylist()
+            else [{escaped.get(k, k): v for k, v in row.items()} for row in data.to_pylist()]
         )
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:

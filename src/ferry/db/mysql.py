@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,17 @@ from sqlalchemy import (
     Connection,
     Table,
     bindparam,
+    cast,
     exc,
     func,
     literal_column,
     select,
     text,
     tuple_,
+    type_coerce,
 )
 from sqlalchemy import types as sat
+from sqlalchemy.dialects import mysql
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import URL
 
@@ -34,10 +38,50 @@ from ferry.db.adapter import (
     is_local,
     register,
 )
+from ferry.errors import FerryError
 
 _AT_LINE = re.compile(r"at line (\d+)")
 # Server error codes meaning "that object is not there".
 _MISSING_OBJECT = {1051, 1054, 1091, 1146, 1305, 1360, 1449, 4031}
+
+
+class OutOfRangeTime(FerryError):
+    """A MySQL TIME value that is no time of day (TIME holds durations of +-838 hours)."""
+
+
+class _TimeOfDay(sat.TypeDecorator[time]):
+    """MySQL TIME read as a time of day. The driver hands out a duration; SQLAlchemy's own
+    conversion keeps it modulo 24 hours (838:59:59 would read as 22:59:59, -00:00:01 as
+    23:59:59), so a duration that is no time of day stops the read instead."""
+
+    impl = mysql.TIME
+    cache_ok = True
+
+    def __init__(self, column: str) -> None:
+        super().__init__()
+        self.column = column
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        def process(value: Any) -> time | None:
+            if value is None or isinstance(value, time):
+                return value
+            assert isinstance(value, timedelta), value
+            if not timedelta(0) <= value < timedelta(days=1):
+                raise OutOfRangeTime(
+                    f"TIME column `{self.column}` holds {_duration_text(value)}, which is no "
+                    "time of day and does not fit the target's time column",
+                    hint="leave those rows out with `where:`, or the column with `columns:`, "
+                    "then run the same command again",
+                )
+            return (datetime.min + value).time()
+
+        return process
+
+
+def _duration_text(value: timedelta) -> str:
+    sign = "-" if value < timedelta(0) else ""
+    seconds = abs(value) // timedelta(seconds=1)
+    return f"{sign}{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 @register
@@ -110,6 +154,11 @@ class MySQLAdapter(Adapter):
         # as pgloader does.
         if isinstance(column.type, (sat.Date, sat.DateTime)):
             return func.nullif(column, literal_column("0"), type_=column.type).label(column.name)
+        if isinstance(column.type, sat.Time):
+            return type_coerce(column, _TimeOfDay(column.name)).label(column.name)
+        if isinstance(column.type, mysql.BIT):
+            # BIT values arrive as bytes (b'\x01'): read them as the number they spell.
+            return cast(column, mysql.INTEGER(unsigned=True)).label(column.name)
         return column
 
     def bulk_insert(self, conn: Connection, table: Table, data: pa.Table) -> None:

@@ -11,7 +11,7 @@ import pgpq
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
-from sqlalchemy import Column, Connection, MetaData, Table, exc, select, text
+from sqlalchemy import Column, Connection, MetaData, Table, cast, exc, select, text
 from sqlalchemy import types as sat
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL
@@ -107,6 +107,13 @@ class PostgresAdapter(Adapter):
 
     def connectorx_url(self, url: URL) -> str | None:
         return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def read_expression(self, column: Any) -> Any:
+        # An array as PostgreSQL's own text ('{1,2,"b,c"}'): one string a COPY reads back
+        # into the array, and a text another database can keep.
+        if isinstance(column.type, sat.ARRAY):
+            return cast(column, sat.Text).label(column.name)
+        return column
 
     def bulk_insert(self, conn: Connection, table: Table, data: pa.Table) -> None:
         """COPY in PostgreSQL's binary format, encoded from Arrow buffers (numpy for
