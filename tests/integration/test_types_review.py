@@ -18,7 +18,9 @@ import pytest
 from sqlalchemy import text
 
 from ferry.data.copy_report import SourceReadError
+from ferry.data.spec import parse_job
 from ferry.data.state import Counts
+from ferry.validate.data import verify_job
 from tests.conftest import engine_for
 from tests.integration.test_copy import LITE, MY, PG, Pair, _pair_id, counts_of, make_pair
 
@@ -177,6 +179,37 @@ def test_unbounded_numeric_keeps_its_fractions_in_mariadb(pair: Pair) -> None:
         (3, Decimal("123456789012345678901234567.25")),
         (4, None),
     ]
+
+
+@pytest.mark.parametrize("pair", [(PG, PG), (PG, MY)], indirect=True, ids=_pair_id)
+def test_unbounded_numeric_travels_exactly_and_verifies(pair: Pair) -> None:
+    """NUMERIC without precision holds any number: connectorx refused every value whose
+    scale was not 10 (the table fell back to the driver), and the copy took Arrow's
+    decimal128(38, 10), rejecting 21 fraction digits; PostgreSQL's NaN failed the chunk."""
+    pair.source_sql("CREATE TABLE amounts (id INT PRIMARY KEY, n NUMERIC)")
+    values = ["0.333333333333333333333", "12345678901234567890123456789.5", "1.50", "-7"]
+    pair.source_sql(
+        "INSERT INTO amounts VALUES "
+        + ", ".join(f"({i}, {v})" for i, v in enumerate(values, 1))
+        + ", (5, NULL)"
+    )
+    if pair.target_dialect == PG:
+        pair.source_sql("INSERT INTO amounts VALUES (6, 'NaN')")
+
+    report = pair.copy(JOB)
+
+    assert rejects(pair) == []
+    assert not [w for w in report.warnings if "driver" in w]  # connectorx read it
+    got = dict(pair.rows("amounts"))
+    for i, v in enumerate(values, 1):
+        assert got[i] == Decimal(v), (i, got[i])
+    assert got[5] is None
+    if pair.target_dialect == PG:
+        assert got[6].is_nan()
+    path = pair.folder / "job.yaml"
+    path.write_text(pair.spec_text(JOB), encoding="utf-8")
+    verified = verify_job(parse_job(path.read_text(encoding="utf-8"), path=path), spec_path=path)
+    assert verified.status == "passed", verified.categories["data"].details
 
 
 @pytest.mark.parametrize("pair", [(PG, MY)], indirect=True, ids=_pair_id)

@@ -14,6 +14,7 @@ from sqlalchemy import types as sat
 from sqlalchemy.dialects import mysql
 from sqlalchemy.sql.sqltypes import _AbstractInterval
 
+from ferry.db.adapter import is_unbounded_numeric
 from ferry.errors import ConfigError
 
 _OVERRIDE = re.compile(r"^\s*([a-z ]+?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$", re.I)
@@ -202,9 +203,11 @@ def arrow_type(column_type: sat.TypeEngine[Any]) -> pa.DataType:
         isinstance(t, sat.Numeric) and getattr(t, "asdecimal", True) is False
     ):
         return pa.float64()
+    if is_unbounded_numeric(t):
+        return pa.string()  # exact, as the source wrote it: the database parses it
     if isinstance(t, sat.Numeric):
         if t.precision is None:
-            return pa.float64() if isinstance(t, sat.Float) else pa.decimal128(38, 10)
+            return pa.float64()
         return pa.decimal128(min(t.precision, 38), t.scale or 0)
     if isinstance(t, sat.Interval):  # before DateTime: a non-native Interval is one
         return pa.duration("us")

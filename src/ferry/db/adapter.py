@@ -27,6 +27,7 @@ from sqlalchemy import (
     literal,
     update,
 )
+from sqlalchemy import types as sat
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -414,6 +415,16 @@ class Adapter:
 
     def drop_database(self, admin: Connection, name: str) -> None:
         raise NotImplementedError
+
+
+def is_unbounded_numeric(column_type: sat.TypeEngine[Any]) -> bool:
+    """NUMERIC without precision: any number, exactly (no Arrow decimal holds them all)."""
+    return (
+        isinstance(column_type, sat.Numeric)
+        and not isinstance(column_type, sat.Float)
+        and getattr(column_type, "asdecimal", True) is not False
+        and column_type.precision is None
+    )
 
 
 _ADAPTERS: dict[str, type[Adapter]] = {}

@@ -23,6 +23,7 @@ from ferry.db.adapter import (
     LockHolder,
     client_label,
     is_local,
+    is_unbounded_numeric,
     register,
 )
 from ferry.db.pgbinary import HEADER, TRAILER, encode_rows
@@ -110,8 +111,10 @@ class PostgresAdapter(Adapter):
 
     def read_expression(self, column: Any) -> Any:
         # An array as PostgreSQL's own text ('{1,2,"b,c"}'): one string a COPY reads back
-        # into the array, and a text another database can keep.
-        if isinstance(column.type, sat.ARRAY):
+        # into the array, and a text another database can keep. NUMERIC without precision
+        # as its text too: any scale, any size, NaN (connectorx refuses a scale but 10, and
+        # no Arrow decimal holds them all).
+        if isinstance(column.type, sat.ARRAY) or is_unbounded_numeric(column.type):
             return cast(column, sat.Text).label(column.name)
         return column
 
