@@ -9,7 +9,7 @@ the target back.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, time
+from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -212,6 +212,31 @@ def test_unbounded_numeric_travels_exactly_and_verifies(pair: Pair) -> None:
     assert verified.status == "passed", verified.categories["data"].details
 
 
+@pytest.mark.parametrize("pair", [(PG, PG)], indirect=True, ids=_pair_id)
+def test_postgresql_infinity_stays_infinity(pair: Pair) -> None:
+    """connectorx reads infinity as year 262142 (and -infinity as year -262144): written as
+    it came, that date landed in the target, silently, and psycopg could not read it."""
+    pair.source_sql("CREATE TABLE spans (id INT PRIMARY KEY, t TIMESTAMP, tz TIMESTAMPTZ, d DATE)")
+    pair.source_sql(
+        "INSERT INTO spans VALUES (1, 'infinity', 'infinity', 'infinity'), "
+        "(2, '-infinity', '-infinity', '-infinity'), "
+        "(3, '2024-05-01 12:00:00.5', '2024-05-01 12:00:00+02', '2024-05-01'), "
+        "(4, NULL, NULL, NULL)"
+    )
+    sql = "SELECT id, t::text, tz::text, d::text FROM spans ORDER BY id"
+
+    pair.copy(JOB)
+
+    assert query(pair.target, "SET TIME ZONE 'UTC'; " + sql) == query(
+        pair.source, "SET TIME ZONE 'UTC'; " + sql
+    )
+    assert query(pair.target, sql)[0] == (1, "infinity", "infinity", "infinity")
+    path = pair.folder / "job.yaml"
+    path.write_text(pair.spec_text(JOB), encoding="utf-8")
+    verified = verify_job(parse_job(path.read_text(encoding="utf-8"), path=path), spec_path=path)
+    assert verified.status == "passed", verified.categories["data"].details
+
+
 @pytest.mark.parametrize("pair", [(PG, MY)], indirect=True, ids=_pair_id)
 def test_interval_into_mariadb_is_a_duration(pair: Pair) -> None:
     # INTERVAL became MariaDB DATETIME: '1 day 02:03:04' read back as 2026-03-04 00:00 and
@@ -375,3 +400,23 @@ def test_a_column_name_with_a_space_loads(pair: Pair) -> None:
 
     assert counts_of(report) == {"notes": Counts(read=1, written=1)}
     assert pair.rows("notes") == [(1, 2, 3)]
+
+
+@pytest.mark.parametrize("pair", [(PG, MY), (PG, LITE)], indirect=True, ids=_pair_id)
+def test_postgresql_infinity_into_a_database_without_it_is_rejected_by_row(pair: Pair) -> None:
+    """Neither MariaDB nor Python's datetime holds year 262142: the row is rejected with
+    its reason, and the others are written (the whole copy had failed with OverflowError)."""
+    pair.source_sql("CREATE TABLE spans (id INT PRIMARY KEY, t TIMESTAMP, d DATE)")
+    pair.source_sql(
+        "INSERT INTO spans VALUES (1, 'infinity', '2024-01-01'), (2, '2024-05-01', 'infinity'), "
+        "(3, '2024-05-01 12:00:00', '2024-05-01')"
+    )
+
+    report = pair.copy(JOB)
+
+    assert counts_of(report) == {"spans": Counts(read=3, written=1, rejected=2)}
+    assert pair.rows("spans") == [(3, datetime(2024, 5, 1, 12), date(2024, 5, 1))]
+    found = pair.rejects()
+    assert [r[0] for r in found] == ["spans", "spans"]
+    assert all("year 9999" in r[3] for r in found), found
+    assert found[0][4]["t"] == "after 9999-12-31 (infinity?)"  # the original value, in words

@@ -62,7 +62,7 @@ from ferry.data.spec import JobSpec, KeysWhen, LoadStrategy, Mode, OnConflict
 from ferry.data.state import Counts, Reject
 from ferry.data.stream import BoundedReader
 from ferry.data.tables import TablePlan, occupancy, plan_tables
-from ferry.data.transform import ROW, DataError, Transformer
+from ferry.data.transform import ROW, DataError, Transformer, python_rows
 from ferry.db.target import Target
 from ferry.errors import ConfigError, FerryError
 from ferry.runs import finish_run, start_run
@@ -523,9 +523,11 @@ class _Job:
             return written, data.num_rows - written
         except (sa_exc.DBAPIError, self.target.engine.dialect.loaded_dbapi.Error):
             pass
+        except OverflowError:  # a value the driver's Python types cannot hold: that row's
+            pass
         if data.num_rows == 1:
             error = self._single_row_error(conn, plan, payload)
-            original = batch.take(pa.array([rows[0].as_py()], pa.int64())).to_pylist()[0]
+            original = python_rows(batch.take(pa.array([rows[0].as_py()], pa.int64())))[0]
             rejects.append(
                 Reject(
                     plan.name, [original.get(k) for k in plan.key] or None, "load", error, original
@@ -554,6 +556,11 @@ class _Job:
         try:
             with conn.begin_nested():
                 self._write(conn, plan, payload)
+        except OverflowError as error:
+            return (
+                f"{error}: a value the target's driver cannot take (a date beyond year "
+                "9999, as PostgreSQL's infinity reads, or a number too large)"
+            )
         except Exception as error:  # the database's own words, for the rejects table
             orig = getattr(error, "orig", error)
             return str(orig).strip().splitlines()[0]

@@ -559,7 +559,7 @@ class Transformer:
         if not marks.reasons:
             return []
         positions = sorted(marks.reasons)
-        chosen = batch.take(pa.array(positions, pa.int64())).to_pylist()
+        chosen = python_rows(batch.take(pa.array(positions, pa.int64())))
         key = self.plan.key
         found = []
         for position, row in zip(positions, chosen, strict=True):
@@ -567,6 +567,47 @@ class Transformer:
             source_key = [row.get(k) for k in key] if key else None
             found.append(Reject(self.plan.name, source_key, rule, error, row))
         return found
+
+
+def python_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows as Python values, for a reject's record; a date Python cannot hold (PostgreSQL's
+    infinity, which connectorx reads as year 262142) said in words."""
+    for i, kind in enumerate(table.schema):
+        bounds = _python_range(kind.type)
+        if bounds is None:
+            continue
+        whole = pa.int32() if pa.types.is_date32(kind.type) else pa.int64()
+        counts = pc.min_max(table.column(i).cast(whole))
+        low, high = counts["min"].as_py(), counts["max"].as_py()
+        if high is not None and (low < bounds[0] or high > bounds[1]):
+            ints = table.column(i).cast(whole)
+            text = pc.if_else(
+                pc.greater(ints, bounds[1]),
+                pa.scalar("after 9999-12-31 (infinity?)"),
+                pc.if_else(
+                    pc.less(ints, bounds[0]),
+                    pa.scalar("before 0001-01-01 (-infinity?)"),
+                    pc.cast(table.column(i), pa.string()),
+                ),
+            )
+            table = table.set_column(i, kind.name, text)
+    rows: list[dict[str, Any]] = table.to_pylist()
+    return rows
+
+
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+#: Seconds from 1970 to Python's first and past its last datetime (years 1 and 10000).
+_PYTHON_SECONDS = (-62_135_596_800, 253_402_300_800)
+
+
+def _python_range(kind: pa.DataType) -> tuple[int, int] | None:
+    """The integer range (in the type's own unit) Python's dates and datetimes hold."""
+    if pa.types.is_timestamp(kind) or pa.types.is_date64(kind):
+        per = _PER_SECOND[kind.unit] if pa.types.is_timestamp(kind) else 1_000
+        return _PYTHON_SECONDS[0] * per, _PYTHON_SECONDS[1] * per - 1
+    if pa.types.is_date32(kind):
+        return _PYTHON_SECONDS[0] // 86_400, _PYTHON_SECONDS[1] // 86_400 - 1
+    return None
 
 
 def _plain(values: Any) -> pa.Array:

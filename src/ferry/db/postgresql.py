@@ -131,7 +131,10 @@ class PostgresAdapter(Adapter):
             return
         preparer = conn.dialect.identifier_preparer
         columns = ", ".join(preparer.quote(name) for name in data.column_names)
-        binary = _binary_ready(table, data)
+        spelled = _infinities(data)  # rare: such a batch goes by CSV, in text
+        if spelled is not None:
+            data = spelled
+        binary = _binary_ready(table, data) if spelled is None else None
         payload: list[Any]
         if binary is not None:
             rows = encode_rows(binary)
@@ -526,6 +529,42 @@ def _binary_ready(table: Table, data: pa.Table) -> pa.Table | None:
 
 
 _DURATION_UNITS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
+
+
+#: connectorx reads PostgreSQL's infinity and -infinity as chrono's extremes (microseconds
+#: or days since 1970): the last microsecond of year 262142 and the first of year -262144.
+_INFINITE = {
+    "timestamp": (8_210_266_876_799_999_999, -8_334_601_228_800_000_000, pa.int64()),
+    "date": (95_026_236, -96_465_292, pa.int32()),
+}
+
+
+def _infinities(data: pa.Table) -> pa.Table | None:
+    """`data` with PostgreSQL's infinity spelled out where connectorx read it as an extreme
+    (that column as text, for a CSV COPY), or None where no column holds one: written as
+    it came, infinity would land as a date in year 262142."""
+    changed = False
+    for index, field in enumerate(data.schema):
+        if pa.types.is_timestamp(field.type) and field.type.unit == "us":
+            high, low, whole = _INFINITE["timestamp"]
+        elif pa.types.is_date32(field.type):
+            high, low, whole = _INFINITE["date"]
+        else:
+            continue
+        column = data.column(index)
+        counts = column.cast(whole)
+        bounds = pc.min_max(counts)
+        top, bottom = bounds["max"].as_py(), bounds["min"].as_py()
+        if top is None or (top < high and bottom > low):
+            continue
+        spelled = pc.if_else(
+            pc.equal(counts, high),
+            pa.scalar("infinity"),
+            pc.if_else(pc.equal(counts, low), pa.scalar("-infinity"), pc.cast(column, pa.string())),
+        )
+        data = data.set_column(index, field.name, spelled)
+        changed = True
+    return data if changed else None
 
 
 def _csv_ready(data: pa.Table) -> pa.Table:
