@@ -420,3 +420,48 @@ def test_postgresql_infinity_into_a_database_without_it_is_rejected_by_row(pair:
     assert [r[0] for r in found] == ["spans", "spans"]
     assert all("year 9999" in r[3] for r in found), found
     assert found[0][4]["t"] == "after 9999-12-31 (infinity?)"  # the original value, in words
+
+
+@pytest.mark.parametrize("pair", [(PG, PG)], indirect=True, ids=_pair_id)
+def test_what_a_created_table_leaves_out_is_listed_for_a_person(pair: Pair) -> None:
+    """Check constraints, expression and partial indexes, generated columns' expressions and
+    defaults that do not translate were left out without a word."""
+    pair.source_sql(
+        "CREATE TABLE items (id SERIAL PRIMARY KEY, name TEXT NOT NULL, "
+        "qty INT CONSTRAINT qty_positive CHECK (qty > 0), "
+        "twice INT GENERATED ALWAYS AS (qty * 2) STORED, "
+        "code TEXT DEFAULT md5('x'), n INT DEFAULT 7)"
+    )
+    pair.source_sql("CREATE INDEX items_lower_name ON items (lower(name))")
+    pair.source_sql("CREATE UNIQUE INDEX items_live_name ON items (name) WHERE qty > 0")
+    pair.source_sql("INSERT INTO items (name, qty) VALUES ('a', 1), ('a', NULL)")
+
+    report = pair.copy(JOB)
+
+    gaps = "\n".join(report.needs_translation)
+    assert "index items_lower_name on items: on an expression" in gaps
+    assert "index items_live_name on items: partial" in gaps
+    assert "check constraint qty_positive on items" in gaps
+    assert "generated column items.twice" in gaps
+    assert "default of items.code: md5('x'" in gaps
+    assert "items.id" not in gaps  # an identity
+    assert "items.n" not in gaps  # a literal default
+    # The partial unique index is not built whole: it would refuse the source's rows.
+    assert report.status == "completed"
+    assert len(pair.rows("items")) == 2
+
+
+@pytest.mark.parametrize("pair", [(MY, PG)], indirect=True, ids=_pair_id)
+def test_mariadb_on_update_is_listed_while_its_default_is_kept(pair: Pair) -> None:
+    pair.source_sql(
+        "CREATE TABLE seen (id INT PRIMARY KEY, "
+        "at TIMESTAMP NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp())"
+    )
+    pair.source_sql("INSERT INTO seen (id) VALUES (1)")
+
+    report = pair.copy(JOB)
+
+    assert [g for g in report.needs_translation if "seen" in g] == [
+        "ON UPDATE of seen.at: current_timestamp() ON UPDATE current_timestamp()"
+    ]
+    pair.target_sql("INSERT INTO seen (id) VALUES (2)")  # the default itself is carried

@@ -878,7 +878,10 @@ def copy_data(
                 _drop_keys(keys)
         carried = carry_objects(source, target)
         report.views_created = carried.views_created
-        report.needs_translation = carried.needs_translation
+        report.needs_translation = [
+            *(gap for p in plans if not p.target_exists for gap in p.not_carried),
+            *carried.needs_translation,
+        ]
         for name, aggregate_spec in spec.aggregates.items():
             report.aggregates.append(
                 aggregate.build(target, name, aggregate_spec, key=f"aggregates.{name}")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 from sqlalchemy import (
+    CheckConstraint,
     Column,
     Connection,
     Engine,
@@ -86,6 +87,8 @@ class TablePlan:
     #: Secondary indexes and foreign keys to build after the load (tables Ferry creates).
     deferred_indexes: list[IndexSpec] = field(default_factory=list)
     deferred_fks: list[ForeignKeySpec] = field(default_factory=list)
+    #: What of the source table a created target leaves out, for a person to carry.
+    not_carried: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -382,14 +385,63 @@ def _design_target(
     uniques = [
         (list(u.columns), True) for u in table.constraints if isinstance(u, UniqueConstraint)
     ]
-    for cols_, unique in [(list(i.columns), bool(i.unique)) for i in table.indexes] + uniques:
+    plain = [i for i in table.indexes if not _index_gap(i)]
+    for cols_, unique in [(list(i.columns), bool(i.unique)) for i in plain] + uniques:
         cols = [mapping[c.name] for c in cols_ if c.name in mapping]
         if not cols or len(cols) != len(cols_) or tuple(cols) in seen:
             continue
         seen.add(tuple(cols))
         name = f"{target_name}_{'_'.join(cols)}_{'key' if unique else 'idx'}"[:63]
         indexes.append(IndexSpec(name, cols, unique))
-    return TablePlan(table, spec, target_name, mapping, key, target, False, target, indexes)
+    plan = TablePlan(table, spec, target_name, mapping, key, target, False, target, indexes)
+    plan.not_carried = _not_carried(table, mapping, target)
+    return plan
+
+
+def _index_gap(index: Any) -> str | None:
+    """Why an index is not built on the target: one on an expression, or a partial one
+    (built whole, a unique one could refuse the rows the source allows)."""
+    if len(index.expressions) != len(index.columns):
+        return "on an expression"
+    if any(k.endswith("_where") and v is not None for k, v in index.dialect_kwargs.items()):
+        return "partial (with a WHERE)"
+    return None
+
+
+def _not_carried(table: Table, mapping: dict[str, str], target: Table) -> list[str]:
+    """What of the source table the created target leaves out: a person carries it over
+    with a migration (a report line each, not a silent loss)."""
+    gaps = [
+        f"index {i.name} on {table.name}: {gap}"
+        for i in table.indexes
+        if (gap := _index_gap(i)) is not None
+    ]
+    gaps += [
+        f"check constraint {c.name or '(unnamed)'} on {table.name}: {c.sqltext}"
+        for c in table.constraints
+        if isinstance(c, CheckConstraint)
+    ]
+    for source_name, target_name in mapping.items():
+        column = table.c[source_name]
+        if column.computed is not None:
+            gaps.append(
+                f"generated column {table.name}.{source_name}: copied as values, without "
+                f"its expression {column.computed.sqltext}"
+            )
+            continue
+        default = column.server_default
+        if default is None:
+            continue
+        raw = str(getattr(default, "arg", default)).strip()
+        kept = target.c[target_name].server_default is not None
+        if kept and _ON_UPDATE.search(raw):
+            gaps.append(f"ON UPDATE of {table.name}.{source_name}: {raw}")
+        elif not kept and target.c[target_name].autoincrement is not True:
+            gaps.append(f"default of {table.name}.{source_name}: {raw}")
+    return gaps
+
+
+_ON_UPDATE = re.compile(r"\bon\s+update\b", re.I)
 
 
 def _dialect_of(table: Table) -> str:
