@@ -406,3 +406,30 @@ def test_truncate_on_a_postgresql_source_empties_the_target_table(tmp_path: Path
         assert target_accounts(pair) == [(1, "again", "inactive"), (9, "new", "active")]
         assert target_accounts(pair) == mapped_source(pair)
         assert report.deleted >= 1
+
+
+@pytest.mark.parametrize("dialects", [(PG, PG), (MY, PG), (PG, MY)], ids=pair_id)
+def test_a_row_replayed_again_keeps_one_reject(
+    dialects: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash after the target committed replays the same entries: their rejects were
+    written twice; and a row fixed later kept its old reject."""
+    with make_pair(dialects, tmp_path) as pair:
+        copy_with_capture(pair)
+        pair.source_sql("UPDATE accounts SET status = 'X' WHERE id IN (1, 2)")  # unmapped
+
+        def crash(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("killed")
+
+        monkeypatch.setattr(delta, "_consume", crash)
+        with pytest.raises(RuntimeError):
+            sync(pair)
+        monkeypatch.undo()
+        sync(pair)
+
+        assert sorted(r[1] for r in pair.rejects() if r[0] == "accounts") == [[1], [2]]
+        pair.source_sql("UPDATE accounts SET status = 'A' WHERE id = 2")  # fixed at the source
+        sync(pair)
+
+        assert [r[1] for r in pair.rejects() if r[0] == "accounts"] == [[1]]
+        assert target_accounts(pair) == mapped_source(pair)

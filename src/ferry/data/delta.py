@@ -50,7 +50,7 @@ from ferry.data.extract import read_select
 from ferry.data.spec import JobSpec, Mode
 from ferry.data.state import Counts
 from ferry.data.tables import TablePlan, plan_tables
-from ferry.data.transform import ROW, Transformer
+from ferry.data.transform import ROW, Transformer, python_rows
 from ferry.db.lock import held_lock
 from ferry.db.target import Target
 from ferry.errors import ConfigError, LockTimeout
@@ -257,8 +257,12 @@ def _apply_rules(
     counts = report.tables.setdefault(plan.source.name, Counts())
     counts.add(out.counts)
     report.rejected += len(out.rejects)
+    originals = python_rows(rows.select(plan.key))
+    # A row replayed again (after a crash before the log was consumed, or a later change)
+    # keeps its latest verdict only, not one reject per replay.
+    judged = [state.source_key_text([r[k] for k in plan.key]) for r in originals]
+    state.forget_rejects(conn, job, plan.name, judged)
     state.write_rejects(conn, job, run_id, out.rejects)
-    originals = rows.select(plan.key).to_pylist()
     if plan.spec.dedupe is None:
         kept = set(out.table[ROW].to_pylist())
         dropped = [k for i, k in enumerate(originals) if i not in kept]

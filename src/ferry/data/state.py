@@ -293,6 +293,26 @@ def forget_table(conn: Connection, job: str, table: str) -> None:
     conn.execute(delete(rejects).where(and_(rejects.c.job == job, rejects.c.table_name == table)))
 
 
+def forget_rejects(conn: Connection, job: str, table: str, source_keys: list[str]) -> None:
+    """Rejects of these rows (source keys as write_rejects stores them): a row judged again
+    keeps only its latest verdict."""
+    for start in range(0, len(source_keys), 500):
+        conn.execute(
+            delete(rejects).where(
+                and_(
+                    rejects.c.job == job,
+                    rejects.c.table_name == table,
+                    rejects.c.source_key.in_(source_keys[start : start + 500]),
+                )
+            )
+        )
+
+
+def source_key_text(key: list[Any] | None) -> str:
+    """A reject's source key as ferry_rejects stores it."""
+    return json.dumps(key, default=str, ensure_ascii=False)
+
+
 def write_rejects(conn: Connection, job: str, run_id: str, found: list[Reject]) -> None:
     if not found:
         return
@@ -304,7 +324,7 @@ def write_rejects(conn: Connection, job: str, run_id: str, found: list[Reject]) 
                 "run_id": run_id,
                 "job": job,
                 "table_name": r.table,
-                "source_key": json.dumps(r.source_key, default=str, ensure_ascii=False),
+                "source_key": source_key_text(r.source_key),
                 "rule": r.rule[:200],
                 "error": r.error,
                 "row_data": json.dumps(r.row, default=str, ensure_ascii=False),
