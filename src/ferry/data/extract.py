@@ -113,7 +113,17 @@ def _try_connectorx(source: Target, query: Select[Any], **options: Any) -> tuple
 
 def _driver_rows(names: list[str], rows: Any) -> pa.Table:
     """The slow path's rows as a table (only when connectorx cannot serve the query)."""
-    return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
+    return pa.table({name: _column([row[i] for row in rows]) for i, name in enumerate(names)})
+
+
+def _column(values: list[Any]) -> pa.Array:
+    """Python values as one Arrow column; values no Arrow type of theirs holds (a BIGINT
+    UNSIGNED past int64, a decimal NaN or one wider than 38 digits) as their text, which
+    the cast to the target column's type then takes or rejects row by row."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 def read_select(
