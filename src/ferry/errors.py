@@ -6,7 +6,17 @@ One root, :class:`FerryError`; the CLI and the service translate it in one place
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+# `scheme://user:password@`: the password of a URL, wherever a message quotes one (a job
+# spec value expanded from `${ENV}` that failed validation, a driver's own words).
+_URL_PASSWORD = re.compile(r"([A-Za-z][\w+.-]*://[^:/@\s]*):([^@\s]+)@")
+
+
+def mask_secrets(message: str) -> str:
+    """`message` with the password of every URL in it shown as `***`."""
+    return _URL_PASSWORD.sub(r"\1:***@", message)
 
 
 class FerryError(Exception):

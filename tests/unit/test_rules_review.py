@@ -316,3 +316,11 @@ def test_a_derive_naming_a_source_column_after_a_rename_is_refused_when_parsed()
         parse_job(_spec("columns: {id: id, a: x}\nderive: {y: 'a + 1'}"), path=JOB)
     assert caught.value.key == "tables.t.derive.y"
     assert "`a`" in str(caught.value)
+
+
+def test_a_refused_value_never_shows_the_password_env_expanded_into_it() -> None:
+    text = "source: sqlite:///a.db\ntarget:\n  url: ${TGT}\ntables: {}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_job(text, path=JOB, env={"TGT": "postgresql://app:S3cretPW@db/x"})
+    assert "S3cretPW" not in str(caught.value)
+    assert "app:***@db" in str(caught.value)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import copy as copy_module
 import gc
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ferry.cli import render
 from ferry.cli.render import err, out
-from ferry.errors import FerryError
+from ferry.errors import FerryError, mask_secrets
 from ferry.validate.methods import Method
 
 # Each command imports what it runs: loading every command's modules (sqlglot, pyarrow,
@@ -601,29 +606,44 @@ def sync(
     as_json: JsonOpt = False,
 ) -> None:
     """Replay changes captured on the source (inserts, updates, deletes) on the target."""
-    from ferry.data.delta import sync_job
+    from ferry.data.delta import SyncReport, sync_job
     from ferry.data.spec import load_job
 
     spec = load_job(job)
     project = _project() if state.config is not None else None
+    # What the rounds committed so far: a signal can land mid-round, whose counts the
+    # library has begun to add up before its transaction rolled back.
+    committed = SyncReport(spec.name or job.stem)
 
-    def progress(report: Any) -> None:
+    def progress(report: SyncReport) -> None:
+        nonlocal committed
+        committed = copy_module.deepcopy(report)
         if not as_json:
             err.print(
                 f"  replayed {report.applied_entries:,} changes "
                 f"(upserted {report.upserted:,}, deleted {report.deleted:,})"
             )
 
-    report = sync_job(
-        spec,
-        spec_path=job,
-        project=project,
-        follow=follow,
-        interval=interval,
-        max_seconds=max_seconds,
-        stop=stop,
-        on_round=progress,
-    )
+    try:
+        report = sync_job(
+            spec,
+            spec_path=job,
+            project=project,
+            follow=follow,
+            interval=interval,
+            max_seconds=max_seconds,
+            stop=stop,
+            on_round=progress,
+        )
+    except KeyboardInterrupt:
+        # SIGINT/SIGTERM is how `--follow` is stopped: a round it cut short rolled back (or,
+        # cut between the target's commit and the log's cleanup, is replayed again next
+        # time, which is harmless), so what was committed is reported and the exit is clean.
+        if not follow or not _signalled:
+            raise
+        err.print(f"sync stopped by {_signal_name(_signalled[0])}", highlight=False)
+        _signalled.clear()
+        report = committed
     if as_json:
         render.emit_json(
             {
@@ -810,26 +830,84 @@ def quickstart(
 
 
 def _fail(message: str, code: int) -> None:
+    message = mask_secrets(message)  # the last guard before anything is printed
     err.print(f"[red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
     raise SystemExit(code)
+
+
+# Signals received during this command; the first one stops it (see _on_signal).
+_signalled: list[int] = []
+
+
+def _signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """SIGINT and SIGTERM alike: the first raises KeyboardInterrupt in the main thread, so
+    the command unwinds as after Ctrl-C (a copy stops its workers, restores what it set
+    aside, records the run failed, keeps its checkpoints). SIGTERM's default would end the
+    process on the spot, leaving indexes dropped and the run `running`. A further signal
+    does not cut that clean-up short: SIGKILL does."""
+    if _signalled:
+        os.write(
+            2,
+            b"ferry: still stopping (restoring what was set aside, recording the run); "
+            b"SIGKILL stops at once\n",
+        )
+        return
+    _signalled.append(signum)
+    raise KeyboardInterrupt(f"interrupted by {_signal_name(signum)}")
+
+
+def _install_signal_handlers() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, _on_signal)
+    return previous
+
+
+def _interrupted(signum: int) -> None:
+    _fail(
+        f"interrupted by {_signal_name(signum)}: stopped"
+        "\n  hint: what was committed stays; run the same command again to resume "
+        "(a copy continues from its checkpoints)",
+        128 + signum,
+    )
 
 
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: turns every expected error into one message and an exit
     code; only --debug shows a traceback."""
     debug = "--debug" in (argv if argv is not None else sys.argv)
+    _signalled.clear()
+    previous = _install_signal_handlers()
+    try:
+        return _run(argv, debug)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run(argv: list[str] | None, debug: bool) -> Any:
     try:
         return app(args=argv, standalone_mode=True)
-    except SystemExit:
+    except SystemExit as exiting:
         # The command is over: the collector need not walk every object at shutdown
         # (0.25-0.3 s after a copy, measured; atexit handlers still run).
         gc.freeze()
+        if _signalled and exiting.code == 130:  # typer's exit for a KeyboardInterrupt
+            _interrupted(_signalled[0])
         raise
     except FerryError as error:
         if debug:
             raise
         _fail(str(error).replace("[", "\\["), error.exit_code)
     except KeyboardInterrupt:
+        if _signalled:
+            _interrupted(_signalled[0])
         _fail("interrupted", 130)
     except Exception as error:
         if debug:

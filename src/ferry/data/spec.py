@@ -37,7 +37,7 @@ from pydantic import (
 )
 
 from ferry.config.expand import expand_tree
-from ferry.errors import ConfigError
+from ferry.errors import ConfigError, mask_secrets
 
 DEFAULT_EXCLUDE = ["temp_*", "backup_*", "log_*"]
 
@@ -400,9 +400,9 @@ def parse_job(text: str, *, path: Path, env: dict[str, str] | None = None) -> Jo
         if first["type"] == "missing":
             raise ConfigError("required key is missing", file=path, key=key) from exc
         message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(
-            f"invalid value {first.get('input')!r}: {message}", file=path, key=key
-        ) from exc
+        # The value may hold a password that `${ENV}` expanded: never quoted as it is.
+        shown = mask_secrets(repr(first.get("input")))
+        raise ConfigError(f"invalid value {shown}: {message}", file=path, key=key) from exc
     for name, table in spec.tables.items():
         if table is not None:
             check_column_names(name, table, file=path)
