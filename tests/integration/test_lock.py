@@ -18,9 +18,12 @@ from tests.conftest import ProjectMaker
 
 pytestmark = pytest.mark.integration
 
-SLEEP_SECONDS = 4.0
-# Sleeps only when the test asks it to (through the environment), so an in-process apply
-# after the race runs fast. IF NOT EXISTS: a killed run on MariaDB leaves the table behind.
+#: How long the holder waits at most for the test to release it.
+HOLD_SECONDS = 30.0
+# Holds only when the test asks it to (through the environment), so an in-process apply
+# after the race runs fast; it holds until the test writes the release file, so a slow
+# machine cannot let it finish before the other process gives up. IF NOT EXISTS: a killed
+# run on MariaDB leaves the table behind.
 SLOW = """\
 import os
 import time
@@ -32,7 +35,10 @@ def upgrade(ctx):
     marker = os.environ.get("FERRY_TEST_MARKER")
     if marker:
         Path(marker).write_text("holding the lock", encoding="utf-8")
-        time.sleep(float(os.environ["FERRY_TEST_SLEEP"]))
+        release = Path(marker + ".release")
+        deadline = time.monotonic() + float(os.environ["FERRY_TEST_HOLD"])
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
 """
 
 
@@ -60,7 +66,7 @@ def children() -> Iterator[list[subprocess.Popen[str]]]:
 def _start_holder(
     root: Path, marker: Path, children: list[subprocess.Popen[str]]
 ) -> subprocess.Popen[str]:
-    env = dict(os.environ, FERRY_TEST_MARKER=str(marker), FERRY_TEST_SLEEP=str(SLEEP_SECONDS))
+    env = dict(os.environ, FERRY_TEST_MARKER=str(marker), FERRY_TEST_HOLD=str(HOLD_SECONDS))
     holder = subprocess.Popen(
         _ferry(root, "apply"),
         env=env,
@@ -84,15 +90,19 @@ def test_second_process_times_out_with_a_clear_message(
     maker: ProjectMaker, dialect: str, tmp_path: Path, children: list[subprocess.Popen[str]]
 ) -> None:
     root = _project_with_slow_migration(maker, lock_timeout=1)
-    holder = _start_holder(root, tmp_path / "a-holds-lock", children)
+    marker = tmp_path / "a-holds-lock"
+    holder = _start_holder(root, marker, children)
 
     started = time.monotonic()
     second = subprocess.run(_ferry(root, "apply"), capture_output=True, text=True, timeout=30)
     elapsed = time.monotonic() - started
     assert holder.poll() is None, "A finished before B gave up; the race proved nothing"
+    (tmp_path / "a-holds-lock.release").write_text("go", encoding="utf-8")
 
     assert second.returncode == 6, second.stderr
-    assert 1.0 <= elapsed < 3.5
+    # It waited for its 1 s and gave up while A still held the lock (A holds it for as long
+    # as the test wants): the upper bound only rules out a hang, whatever the machine's load.
+    assert 1.0 <= elapsed < HOLD_SECONDS
     assert "Traceback" not in second.stderr
     assert second.stdout == ""
     message = " ".join(second.stderr.split())
