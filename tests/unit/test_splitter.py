@@ -524,7 +524,9 @@ def test_ten_thousand_statements_split_quickly(dialect: Dialect) -> None:
     assert result[-1] == Statement(
         "INSERT INTO t (a, b) VALUES (9999, 'it''s; 9999') /* c; */", 20_000
     )
-    assert elapsed < 1.0
+    # The bound only catches a quadratic scan (minutes), not a loaded
+    # machine (speed itself is measured by benchmarks, not tests).
+    assert elapsed < 10.0
 
 
 def test_long_bodies_and_literals_are_linear() -> None:
