@@ -282,3 +282,26 @@ def test_sync_follow_stops_cleanly_on_a_signal(
     report = json.loads(stdout)
     assert (report["applied_entries"], report["upserted"], report["deleted"]) == (2, 1, 1)
     assert _rows(source, "SELECT COUNT(*) FROM ferry_delta_log") == [(0,)]
+
+
+def test_an_unreachable_database_is_named_as_source_or_target(tmp_path: Path) -> None:
+    """The copy reflected first and failed with the driver's bare words, naming neither."""
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        f"source: sqlite:///{tmp_path / 'a.db'}\n"
+        "target: postgresql+psycopg://postgres@127.0.0.1:5432/ferry_no_such_db\ntables: {}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "a.db").touch()
+    done = subprocess.run(
+        _ferry("copy", str(job)),
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "cannot connect to target `target`" in done.stderr
+    assert "ferry_no_such_db" in done.stderr
+    assert "hint: create the database first" in done.stderr

@@ -45,7 +45,7 @@ from ferry.data.chunks import (
 )
 from ferry.data.copy_report import CopyReport, Progress, SourceReadError, TableReport
 from ferry.data.deferral import Restored
-from ferry.data.endpoints import open_endpoint
+from ferry.data.endpoints import ensure_reachable, open_endpoint
 from ferry.data.extract import read_chunk, source_ranges
 from ferry.data.finalize import KeyBuilder
 from ferry.data.modes import (
@@ -816,6 +816,7 @@ def copy_data(
     report.restart = restart
     recorded = False
     try:
+        ensure_reachable(source, target)
         plans = plan_tables(spec, source.engine, target.engine, file=spec_path)
         workers = workers or spec.load.workers
         job = _Job(spec, source, target, spec_path, run_id, on_progress, workers)

@@ -45,7 +45,7 @@ from sqlalchemy import (
 
 from ferry.config.project import Project
 from ferry.data import state
-from ferry.data.endpoints import open_endpoint
+from ferry.data.endpoints import ensure_reachable, open_endpoint
 from ferry.data.extract import read_select
 from ferry.data.spec import JobSpec, Mode
 from ferry.data.state import Counts
@@ -427,6 +427,7 @@ def sync_job(
     source = open_endpoint(spec.source, key="source", spec_path=spec_path, project=project)
     target = open_endpoint(spec.target, key="target", spec_path=spec_path, project=project)
     try:
+        ensure_reachable(source, target)
         plans = [
             p
             for p in plan_tables(spec, source.engine, target.engine, file=spec_path)

@@ -30,3 +30,15 @@ def open_endpoint(value: str, *, key: str, spec_path: Path, project: Project | N
             "to ferry.toml",
         )
     return open_target(project, value)
+
+
+def ensure_reachable(*endpoints: Target) -> None:
+    """Connect to each endpoint once, so an unreachable one is named (`cannot connect to
+    target `source` ...`) before reflection fails with the driver's bare words.
+
+    Raises:
+        ConnectionFailed: an endpoint refused or could not be reached.
+    """
+    for endpoint in endpoints:
+        with endpoint.connect():
+            pass
