@@ -508,6 +508,9 @@ class MySQLAdapter(Adapter):
             return trimmed
         if kind == "timestamp":
             return trimmed if getattr(column_type, "fsp", None) else f"CAST({column} AS CHAR)"
+        if kind == "bool" and isinstance(column_type, sat.Integer):
+            # A boolean kept in TINYINT(1) prints its number: 2 is not the 1 a copy writes.
+            return f"CAST({column} AS CHAR)"
         return {
             "float": f"CAST(CAST({column} AS DOUBLE) AS CHAR)",  # FLOAT widened exactly
             "bool": f"CAST({column} <> 0 AS CHAR)",

@@ -430,7 +430,9 @@ class PostgresAdapter(Adapter):
         if kind == "bool":
             if isinstance(column_type, sat.Boolean):
                 return f"{column}::int::text"
-            return f"({column} <> 0)::int::text"
+            # A boolean kept in a number column prints its number: 2 is not the 1 a copy
+            # writes (a range holding one is then compared row by row).
+            return f"{column}::text"
         return {
             "decimal": f"trim_scale({column}::numeric)::text",  # 12.50 and 12.5 alike
             "float": f"{column}::float8::text",  # shortest exact text, as MariaDB prints

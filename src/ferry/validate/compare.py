@@ -45,6 +45,11 @@ def key_strings(table: pa.Table, key: list[str]) -> pa.Array:
     return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
 
 
+def canonical_key_strings(table: pa.Table, key: list[str], canon: Canon) -> pa.Array:
+    """`key_strings` of a table's keys canonicalised as `compare` canonicalises its rows."""
+    return key_strings(pa.table({k: _canonical(table[k], canon) for k in key}), key)
+
+
 def _canonical(values: Any, canon: Canon) -> Any:
     kind = values.type
     if pa.types.is_timestamp(kind):
@@ -71,9 +76,11 @@ def _same(left: Any, right: Any, canon: Canon) -> Any:
     both_null = pc.and_(pc.is_null(left), pc.is_null(right))
     if pa.types.is_floating(left.type) or pa.types.is_floating(right.type):
         a, b = pc.cast(left, pa.float64()), pc.cast(right, pa.float64())
-        scale = pc.max_element_wise(pc.abs(a), pc.abs(b), pa.scalar(1.0))
+        # Relative to the larger magnitude, with no absolute floor: 1e-12 against 0 differs.
+        scale = pc.max_element_wise(pc.abs(a), pc.abs(b))
         close = pc.less_equal(pc.abs(pc.subtract(a, b)), pc.multiply(scale, canon.float_tolerance))
-        equal = pc.or_(pc.equal(a, b), close)
+        both_nan = pc.and_(pc.is_nan(a), pc.is_nan(b))  # NaN copied as NaN is the same value
+        equal = pc.or_(pc.or_(pc.equal(a, b), close), both_nan)
     else:
         if pa.types.is_decimal(left.type) and pa.types.is_decimal(right.type):
             # Compare by value at the wider scale: 1.25 equals 1.2500.

@@ -4,7 +4,8 @@ its key: missing, extra, or different (with the differing columns).
 
 Each key range is read from both sides (connectorx into Arrow), the source side through the
 job's own transforms, and compared in Arrow; memory stays bounded by the range size. Rows the
-target refused at load are in `ferry_rejects` and are not counted missing.
+target refused at load are in `ferry_rejects` and are not counted missing, while the reject
+records the source's row as it is (a hand-written or stale reject excuses nothing).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,14 @@ from ferry.data.endpoints import open_endpoint
 from ferry.data.extract import read_chunk, read_select, source_ranges
 from ferry.data.spec import JobSpec, Mode
 from ferry.data.state import rejects as rejects_table
+from ferry.data.state import source_key_text
 from ferry.data.tables import TablePlan, plan_tables
-from ferry.data.transform import ROW, Transformer
+from ferry.data.transform import ROW, Transformer, python_rows
 from ferry.db.target import Target
 from ferry.errors import ConfigError
 from ferry.runs import attach_to_run, finish_run, start_run
 from ferry.validate.checksums import Side, keeps_values, locate, sides
-from ferry.validate.compare import Canon, Diff, compare, key_strings
+from ferry.validate.compare import Canon, Diff, canonical_key_strings, compare, key_strings
 from ferry.validate.constraints import check_constraints
 from ferry.validate.methods import Method as Method  # re-exported: its old home
 from ferry.validate.report import ValidationReport
@@ -51,6 +53,9 @@ class TableCheck:
     ranges: int = 0  # ranges summarised inside the databases
     leaves: int = 0  # ranges read and compared row by row
     fetched: int = 0  # rows read for the row-by-row comparison, both sides
+    refused: list[Any] = field(default_factory=list)  # missing keys the target refused
+    refused_count: int = 0
+    stale_rejects: int = 0  # load rejects whose row is not the source's: not excused
 
 
 def _checksum_sides(
@@ -166,8 +171,8 @@ def _check_table(
             key=f"tables.{plan.name}.key",
             hint="set `key:` to columns the job copies",
         )
-    refused = _refused_keys(target, job, plan)
     transformer = Transformer(plan)
+    refused, stale = _refused_keys(source, target, job, plan, canon)
     with source.connect() as conn:
         where = text(f"({plan.spec.where})").self_group() if plan.spec.where else None
         rows = chunk_rows(
@@ -224,6 +229,7 @@ def _check_table(
             # (a de-duplicating job cannot judge one row alone, so it is not asked)
             check.found -= _drop_double_reads(total, source, plan, key, max_keys)
     check.diff = total
+    check.stale_rejects = stale
     return check
 
 
@@ -239,12 +245,18 @@ def _target_rows(
     return read_select(target, query.order_by(*[table.c[k] for k in key]))
 
 
-def _refused_keys(target: Target, job: str, plan: TablePlan) -> set[str]:
+def _refused_keys(
+    source: Target, target: Target, job: str, plan: TablePlan, canon: Canon
+) -> tuple[pa.Array | None, int]:
+    """Keys (as `compare` renders them) of rows the target refused at load, and how many
+    load rejects do not hold the source's row as it is (stale, or not written by a copy):
+    those excuse nothing. A reject excuses its row only while its recorded row is the
+    source's, rendered as the copy rendered it."""
     with target.connect() as conn:
         if not inspect(conn).has_table(rejects_table.name):
-            return set()
+            return None, 0
         rows = conn.execute(
-            select(rejects_table.c.source_key).where(
+            select(rejects_table.c.source_key, rejects_table.c.row_data).where(
                 and_(
                     rejects_table.c.job == job,
                     rejects_table.c.table_name == plan.name,
@@ -252,12 +264,39 @@ def _refused_keys(target: Target, job: str, plan: TablePlan) -> set[str]:
                 )
             )
         ).all()
-    found = set()
-    for (raw,) in rows:
+    recorded: dict[str, Any] = {}
+    for raw, data in rows:
         values = json.loads(raw) if raw else None
-        if isinstance(values, list):
-            found.add("\x1f".join("\x00" if v is None else str(v) for v in values))
-    return found
+        if isinstance(values, list) and len(values) == len(plan.key):
+            recorded[source_key_text(values)] = (values, json.loads(data) if data else None)
+    if not recorded:
+        return None, 0
+    found: list[pa.Table] = []
+    entries = list(recorded.values())
+    for start in range(0, len(entries), 1000):
+        wanted = [
+            dict(zip(plan.key, values, strict=True)) for values, _ in entries[start : start + 1000]
+        ]
+        found.append(source_rows(source, plan, wanted))
+    present = pa.concat_tables(found, promote_options="permissive")
+    genuine = []
+    for position, row in enumerate(python_rows(present)):
+        entry = recorded.get(source_key_text([row.get(k) for k in plan.key]))
+        if entry is not None and _same_json(row, entry[1]):
+            genuine.append(position)
+    stale = len(recorded) - len(genuine)
+    if not genuine:
+        return None, stale
+    refused = present.take(pa.array(genuine, pa.int64()))
+    keys = Transformer(plan).apply(refused).table.select(_target_key(plan))
+    return canonical_key_strings(keys, _target_key(plan), canon), stale
+
+
+def _same_json(row: dict[str, Any], recorded: Any) -> bool:
+    """A row read now is the row a reject recorded (as JSON, like `write_rejects`); texts
+    compared, so a NaN equals itself."""
+    now = json.dumps(json.loads(json.dumps(row, default=str)), sort_keys=True)
+    return now == json.dumps(recorded, sort_keys=True)
 
 
 def _drop_double_reads(
@@ -289,7 +328,7 @@ def _settle(
     missing_rows: list[pa.Table],
     extra_rows: list[pa.Table],
     key: list[str],
-    refused: set[str],
+    refused: pa.Array | None,
     canon: Canon,
     max_keys: int,
     check: TableCheck,
@@ -304,9 +343,12 @@ def _settle(
         if extra_rows
         else pa.table({c: pa.array([], lost.schema.field(c).type) for c in lost.column_names})
     )
-    if refused and lost.num_rows:
-        known = pc.is_in(key_strings(lost, key), value_set=pa.array(sorted(refused)))
-        check.expected -= int(pc.sum(known).as_py() or 0)
+    if refused is not None and lost.num_rows:
+        known = pc.is_in(key_strings(lost, key), value_set=refused)
+        excused = lost.filter(known)
+        check.refused_count = excused.num_rows
+        check.refused = excused.select(key).slice(0, max_keys).to_pylist()
+        check.expected -= excused.num_rows
         lost = lost.filter(pc.invert(known))
     settled = compare(lost, found, key, canon=canon, max_keys=max_keys)
     total.extra_rows = settled.extra_rows
@@ -337,6 +379,17 @@ def _report_table(data: Any, check: TableCheck, max_keys: int) -> None:
         "extra_keys": diff.extra,
         "different_keys": [{"key": k, "columns": c} for k, c in diff.different],
     }
+    if check.refused_count:
+        data.details[check.table]["refused_at_load"] = check.refused_count
+        data.warnings.append(
+            f"`{check.target}`: {check.refused_count} rows the target refused at load "
+            f"(ferry_rejects) are not counted missing, e.g. keys {check.refused[:5]}"
+        )
+    if check.stale_rejects:
+        data.warnings.append(
+            f"`{check.target}`: {check.stale_rejects} load rejects in ferry_rejects do not "
+            "hold the source's row as it is now: they excuse no missing row"
+        )
     if diff.missing_count:
         data.fail(
             f"`{check.target}`: {diff.missing_count} rows missing, e.g. keys {diff.missing[:5]}"
