@@ -305,3 +305,23 @@ def test_an_unreachable_database_is_named_as_source_or_target(tmp_path: Path) ->
     assert "cannot connect to target `target`" in done.stderr
     assert "ferry_no_such_db" in done.stderr
     assert "hint: create the database first" in done.stderr
+
+
+def test_verify_names_an_unreachable_target(tmp_path: Path) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        f"source: sqlite:///{tmp_path / 'a.db'}\n"
+        "target: postgresql+psycopg://postgres@127.0.0.1:5432/ferry_no_such_db\ntables: {}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "a.db").touch()
+    done = subprocess.run(
+        _ferry("verify", str(job)),
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "cannot connect to target `target`" in done.stderr

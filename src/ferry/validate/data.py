@@ -25,7 +25,7 @@ from sqlalchemy import exc as sa_exc
 from ferry.config.project import Project
 from ferry.data.chunks import KeyRange, chunk_rows, range_predicate
 from ferry.data.delta import source_rows
-from ferry.data.endpoints import open_endpoint
+from ferry.data.endpoints import ensure_reachable, open_endpoint
 from ferry.data.extract import read_chunk, read_select, source_ranges
 from ferry.data.spec import JobSpec, Mode
 from ferry.data.state import rejects as rejects_table
@@ -107,6 +107,7 @@ def verify_job(
     report = ValidationReport()
     data = report.category("data")
     try:
+        ensure_reachable(source, target)
         plans = plan_tables(spec, source.engine, target.engine, file=spec_path)
         missing = [p.target_name for p in plans if not p.target_exists]
         if missing:
