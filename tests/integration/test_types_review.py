@@ -465,3 +465,16 @@ def test_mariadb_on_update_is_listed_while_its_default_is_kept(pair: Pair) -> No
         "ON UPDATE of seen.at: current_timestamp() ON UPDATE current_timestamp()"
     ]
     pair.target_sql("INSERT INTO seen (id) VALUES (2)")  # the default itself is carried
+
+
+@pytest.mark.parametrize("pair", [(LITE, PG), (LITE, LITE)], indirect=True, ids=_pair_id)
+def test_sqlite_timestamp_with_a_precision_is_no_time_zone(pair: Pair) -> None:
+    """SQLAlchemy reflects SQLite's TIMESTAMP(6) as TIMESTAMP(timezone=6): every row was
+    rejected ("cannot be converted to timestamp[us, tz=UTC]")."""
+    pair.source_sql("CREATE TABLE ticks (id INTEGER PRIMARY KEY, at TIMESTAMP(6))")
+    pair.source_sql("INSERT INTO ticks VALUES (1, '2024-01-01 00:00:00.123456'), (2, NULL)")
+
+    report = pair.copy(JOB)
+
+    assert counts_of(report) == {"ticks": Counts(read=2, written=2)}
+    assert pair.rows("ticks") == [(1, datetime(2024, 1, 1, 0, 0, 0, 123456)), (2, None)]

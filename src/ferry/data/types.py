@@ -168,7 +168,8 @@ def translate_type(source: sat.TypeEngine[Any]) -> sat.TypeEngine[Any]:
         )
         return sat.REAL() if single and not isinstance(source, mysql.DOUBLE) else sat.Double()
     if isinstance(source, sat.DateTime):
-        return timestamp(timezone=bool(getattr(source, "timezone", False)))
+        # `is True`: SQLite reflects TIMESTAMP(6) as TIMESTAMP(timezone=6), its precision.
+        return timestamp(timezone=getattr(source, "timezone", False) is True)
     if isinstance(source, sat.String) and not isinstance(source, sat.Text):
         return sat.String(source.length) if source.length else LONG_TEXT
     if isinstance(source, sat.NullType):
@@ -212,7 +213,7 @@ def arrow_type(column_type: sat.TypeEngine[Any]) -> pa.DataType:
     if isinstance(t, sat.Interval):  # before DateTime: a non-native Interval is one
         return pa.duration("us")
     if isinstance(t, sat.DateTime):
-        return pa.timestamp("us", tz="UTC" if getattr(t, "timezone", False) else None)
+        return pa.timestamp("us", tz="UTC" if getattr(t, "timezone", False) is True else None)
     if isinstance(t, sat.Date):
         return pa.date32()
     if isinstance(t, sat.Time):
