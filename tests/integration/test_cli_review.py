@@ -1,3 +1,4 @@
+# ruff: noqa: F811
 """The CLI shell of the data pipeline, run as a real `python -m ferry` process: signals mid-copy
 (SIGINT and SIGTERM alike: run recorded, what was set aside restored, a rerun resumes),
 `sync --follow` stopped by a signal, and passwords kept out of every message."""
@@ -19,27 +20,16 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from tests.conftest import engine_for, new_database
+from tests.conftest import engine_for
+
+# make_db is test_copy_resume's fixture: its parameters name it again.
+from tests.integration.test_copy_resume import make_db  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = 200_000
 PASSWORD = "S3cretPW-review"  # PostgreSQL on loopback trusts: any password connects
-
-
-@pytest.fixture
-def make_db(tmp_path: Path) -> Iterator[Callable[[str], str]]:
-    drops: list[Callable[[], None]] = []
-
-    def make(dialect: str) -> str:
-        url, drop = new_database(dialect, tmp_path)
-        drops.append(drop)
-        return url
-
-    yield make
-    for drop in reversed(drops):
-        drop()
 
 
 @pytest.fixture
@@ -284,8 +274,9 @@ def test_sync_follow_stops_cleanly_on_a_signal(
     assert _rows(source, "SELECT COUNT(*) FROM ferry_delta_log") == [(0,)]
 
 
-def test_an_unreachable_database_is_named_as_source_or_target(tmp_path: Path) -> None:
-    """The copy reflected first and failed with the driver's bare words, naming neither."""
+@pytest.mark.parametrize("command", ["copy", "verify"])
+def test_an_unreachable_database_is_named_as_source_or_target(tmp_path: Path, command: str) -> None:
+    """Both reflected first and failed with the driver's bare words, naming neither."""
     job = tmp_path / "job.yaml"
     job.write_text(
         f"source: sqlite:///{tmp_path / 'a.db'}\n"
@@ -294,7 +285,7 @@ def test_an_unreachable_database_is_named_as_source_or_target(tmp_path: Path) ->
     )
     (tmp_path / "a.db").touch()
     done = subprocess.run(
-        _ferry("copy", str(job)),
+        _ferry(command, str(job)),
         cwd=tmp_path,
         env=_env(),
         capture_output=True,
@@ -305,23 +296,3 @@ def test_an_unreachable_database_is_named_as_source_or_target(tmp_path: Path) ->
     assert "cannot connect to target `target`" in done.stderr
     assert "ferry_no_such_db" in done.stderr
     assert "hint: create the database first" in done.stderr
-
-
-def test_verify_names_an_unreachable_target(tmp_path: Path) -> None:
-    job = tmp_path / "job.yaml"
-    job.write_text(
-        f"source: sqlite:///{tmp_path / 'a.db'}\n"
-        "target: postgresql+psycopg://postgres@127.0.0.1:5432/ferry_no_such_db\ntables: {}\n",
-        encoding="utf-8",
-    )
-    (tmp_path / "a.db").touch()
-    done = subprocess.run(
-        _ferry("verify", str(job)),
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 3, done.stderr
-    assert "cannot connect to target `target`" in done.stderr
