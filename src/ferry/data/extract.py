@@ -24,6 +24,7 @@ from ferry.data.chunks import (
     rows_per_leading,
 )
 from ferry.data.tables import TablePlan
+from ferry.data.types import ARROW_ERRORS
 from ferry.db.target import Target
 
 
@@ -122,7 +123,7 @@ def _column(values: list[Any]) -> pa.Array:
     the cast to the target column's type then takes or rejects row by row."""
     try:
         return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+    except (*ARROW_ERRORS, OverflowError):
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 

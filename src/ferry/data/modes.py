@@ -25,6 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ferry.data.chunks import KeyRange
 from ferry.data.spec import Mode, SampleMethod
 from ferry.data.tables import TablePlan
+from ferry.data.types import ARROW_ERRORS
 from ferry.db.adapter import adapter_for_dialect
 
 
@@ -203,7 +204,7 @@ def _value_set(values: list[Any], kind: pa.DataType) -> pa.Array | None:
     None where they have no common type."""
     try:
         return pa.array(values).cast(kind)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+    except ARROW_ERRORS:
         return None
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import types as sat
 from ferry.data.spec import Keep, OnFail, Unmapped, ValueMap, check_column_names
 from ferry.data.state import Counts, Reject
 from ferry.data.tables import TablePlan
-from ferry.data.types import arrow_type
+from ferry.data.types import ARROW_ERRORS, arrow_type
 from ferry.data.validators import invalid_mask
 from ferry.errors import ConfigError, FerryError
 
@@ -181,9 +181,6 @@ class Deduper:
         return pc.or_(keep, pc.is_null(keys))  # a NULL key duplicates nothing
 
 
-_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
-
-
 def _as_text(value: Any) -> str:
     """A map target as text, as Arrow writes it (booleans are `true` and `false`)."""
     if isinstance(value, bool):
@@ -205,7 +202,7 @@ class _CompiledMap:
         values = list(rule.map.values())
         try:
             self.targets = pa.array(values)
-        except _ARROW_ERRORS:  # mixed types: the column is text (see tables._value_map_type)
+        except ARROW_ERRORS:  # mixed types: the column is text (see tables._value_map_type)
             self.targets = pa.array(
                 [None if v is None else _as_text(v) for v in values], pa.string()
             )
@@ -223,7 +220,7 @@ class _CompiledMap:
                         value = text
                         for step in route:
                             value = value.cast(step)
-                    except _ARROW_ERRORS:
+                    except ARROW_ERRORS:
                         continue
                     found.append(value.as_py())
                     positions.append(position)
@@ -297,7 +294,7 @@ class Transformer:
                 continue
             try:
                 pa.scalar(rule.value).cast(wanted)
-            except _ARROW_ERRORS as error:
+            except ARROW_ERRORS as error:
                 raise ConfigError(
                     f"the default {rule.value!r} does not fit `{column}`, a {wanted} column "
                     f"of target table `{self.plan.target_name}` ({error})",
@@ -377,7 +374,7 @@ class Transformer:
         if wanted is not None:
             try:
                 return pc.if_else(unmapped, pc.cast(original, wanted), pc.cast(mapped, wanted))
-            except _ARROW_ERRORS:
+            except ARROW_ERRORS:
                 pass
         texts = mapped if pa.types.is_null(mapped.type) else pc.cast(mapped, pa.string())
         return pc.if_else(unmapped, as_text, pc.cast(texts, pa.string()))
@@ -393,7 +390,7 @@ class Transformer:
                 scalar = pa.scalar(rule.value)
                 try:
                     fill = pc.cast(scalar, values.type) if values.type != pa.null() else scalar
-                except _ARROW_ERRORS:
+                except ARROW_ERRORS:
                     # The source's type cannot hold the default, the target's can (checked
                     # with the rules): as text, the cast to the target converts both.
                     values, fill = pc.cast(values, pa.string()), pc.cast(scalar, pa.string())

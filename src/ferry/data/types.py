@@ -189,6 +189,10 @@ def translate_type(source: sat.TypeEngine[Any]) -> sat.TypeEngine[Any]:
     return generic
 
 
+#: What Arrow raises for a value or a cast it cannot take: callers then try a slower way.
+ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
+
+
 def arrow_type(column_type: sat.TypeEngine[Any]) -> pa.DataType:
     """The Arrow type that loads into a target column without surprises."""
     t = column_type
