@@ -78,6 +78,7 @@ Run from the repository root with the project's virtual environment active::
     python bench/copy_bench.py --plain               # Ferry next to pgloader
     python bench/copy_bench.py --plain --dlt         # ... and next to tuned dlt
     python bench/copy_bench.py --plain --dlt --dataset employees  # issue 3's reference shape
+    python bench/copy_bench.py --plain --dlt --repeat 5  # medians of 5 interleaved rounds
     python bench/copy_bench.py --regenerate          # rebuild the source
 
 Servers: MariaDB at ``--mysql`` (default ``root@127.0.0.1:3306``, no password) and PostgreSQL
@@ -99,12 +100,13 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -989,7 +991,7 @@ def run_transforms(args: argparse.Namespace, servers: Servers, targets: Targets)
     results: list[tuple[int, FerryRun]] = []
     with tempfile.TemporaryDirectory(prefix="copy_bench_") as tmp:
         workdir = Path(tmp)
-        for workers in args.workers:
+        for workers in [w for w in args.workers for _ in range(args.repeat)]:
             database = targets.fresh(f"t{workers}")
             targets.checkpoint()
             with Watcher(servers, targets.made) as watcher:
@@ -1057,12 +1059,20 @@ def run_transforms(args: argparse.Namespace, servers: Servers, targets: Targets)
             print(f"warning: {warning}")
         if not args.skip_baseline:
             physical_limit(servers, targets, workdir, counts["analytics"])
-        best = max(results, key=lambda r: total_rows / r[1].result["seconds"])
-        best_rate = total_rows / best[1].result["seconds"]
+        # Per worker count, the median of its repeats (the run itself when there is one).
+        rates = {
+            workers: statistics.median(
+                total_rows / run.result["seconds"] for w, run in results if w == workers
+            )
+            for workers in args.workers
+        }
+        best_workers = max(rates, key=lambda w: rates[w])
+        best_rate = rates[best_workers]
         peak = max(r.result["rss_mib"] for _, r in results)
         rate_ok = "met" if best_rate >= TARGET_ROWS_PER_S else "MISSED"
+        median = f", median of {args.repeat} runs" if args.repeat > 1 else ""
         print(
-            f"\nbest: {best_rate:,.0f} rows/s with {best[0]} workers "
+            f"\nbest: {best_rate:,.0f} rows/s with {best_workers} workers{median} "
             f"(target >= {TARGET_ROWS_PER_S:,}: {rate_ok}); "
             f"peak RSS {peak:.0f} MiB (target < {TARGET_RSS_MIB} MiB: "
             f"{'met' if peak < TARGET_RSS_MIB else 'MISSED'})"
@@ -1155,6 +1165,101 @@ def _n(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
 
+@dataclass
+class PlainRep:
+    """One --plain round: Ferry, then pgloader, then dlt, each into a fresh database."""
+
+    ferry: FerryRun
+    ferry_stats: dict[str, Any]
+    loader_s: float | None = None
+    loader_stats: dict[str, Any] | None = None
+    loader_note: str = ""
+    dlt: DltRun | None = None
+    failures: int = 0
+
+    def ferry_pair(self) -> tuple[FerryRun, dict[str, Any]]:
+        return self.ferry, self.ferry_stats
+
+    def summary(self) -> str:
+        text = f"ferry {self.ferry.wall:.2f} s"
+        if self.loader_s is not None:
+            text += f", pgloader {self.loader_s:.2f} s ({self.loader_s / self.ferry.wall:.2f}x)"
+        if self.dlt is not None and self.dlt.ok:
+            text += f", dlt {self.dlt.wall:.2f} s"
+            if self.dlt.keys_s is not None:
+                text += f" (+ keys {self.dlt.wall + self.dlt.keys_s:.2f} s)"
+        return text
+
+
+def median_of(reps: list[PlainRep], wall: Callable[[PlainRep], float]) -> PlainRep:
+    """The round whose `wall` is the median (the lower one of an even count)."""
+    return sorted(reps, key=wall)[(len(reps) - 1) // 2]
+
+
+def _walls(walls: Iterable[float]) -> str:
+    return "/".join(f"{w:.2f}" for w in walls)
+
+
+def plain_rep(
+    args: argparse.Namespace,
+    servers: Servers,
+    targets: Targets,
+    workdir: Path,
+    tables: tuple[str, ...],
+    workers: int,
+    *,
+    quiet: bool,
+) -> PlainRep:
+    ferry_db = targets.fresh("plain_ferry")
+    targets.checkpoint()
+    with Watcher(servers, targets.made) as watcher:
+        run = run_ferry(
+            plain_job(servers, ferry_db, args.batch_size), workers, workdir, args.profile
+        )
+    run.note = watcher.note()
+    left = drop_strays(servers, tables)
+    if left:
+        print(
+            f"note: the Ferry copy created {', '.join(left)} in the source; dropped before "
+            "pgloader runs"
+        )
+    rep = PlainRep(run, pg_table_stats(servers, ferry_db, tables))
+    targets.drop(ferry_db)
+    if run.result["status"] != "completed":
+        rep.failures += 1
+    for warning in run.result["warnings"]:
+        print(f"ferry warning: {warning}")
+
+    pgloader = shutil.which("pgloader")
+    if pgloader is None:
+        print("\npgloader is not installed: run `bash bench/setup.sh` (as root), then again")
+    else:
+        loader_db = targets.fresh("plain_pgloader")
+        targets.checkpoint()
+        command = [pgloader, servers.mysql_url(), servers.pg_url(loader_db)]
+        done, rep.loader_s, text, rep.loader_note = run_logged(
+            command, workdir / "pgloader.log", servers, targets
+        )
+        rep.loader_stats = pg_table_stats(servers, loader_db, tables)
+        targets.drop(loader_db)
+        if done.returncode != 0:
+            rep.failures += 1
+            print(f"pgloader exited {done.returncode}; its log:\n{text[-4000:]}")
+        errors = [line for line in text.splitlines() if " ERROR " in line]
+        for line in errors[:10]:
+            print(f"pgloader: {line.strip()}")
+        if not quiet:
+            print("\n$ " + " ".join(command))
+            summary = text[text.find("             table name") :] if "table name" in text else ""
+            print(summary.rstrip()[-3000:])
+
+    if args.dlt:
+        rep.dlt = run_dlt(servers, targets, workdir, workers, tables, quiet=quiet)
+        if rep.dlt is not None:
+            rep.failures += 0 if rep.dlt.ok else 1
+    return rep
+
+
 def run_plain(
     args: argparse.Namespace, servers: Servers, targets: Targets, tables: tuple[str, ...]
 ) -> int:
@@ -1186,57 +1291,33 @@ def run_plain(
     )
     failures = 0
     workers = args.workers[0] if len(args.workers) == 1 else 2
+    reps: list[PlainRep] = []
     with tempfile.TemporaryDirectory(prefix="copy_bench_") as tmp:
         workdir = Path(tmp)
-        ferry_db = targets.fresh("plain_ferry")
-        targets.checkpoint()
-        with Watcher(servers, targets.made) as watcher:
-            run = run_ferry(
-                plain_job(servers, ferry_db, args.batch_size), workers, workdir, args.profile
-            )
-        run.note = watcher.note()
-        left = drop_strays(servers, tables)
-        if left:
-            print(
-                f"note: the Ferry copy created {', '.join(left)} in the source; dropped before "
-                "pgloader runs"
-            )
-        ferry_stats = pg_table_stats(servers, ferry_db, tables)
-        if run.result["status"] != "completed":
-            failures += 1
-        for warning in run.result["warnings"]:
-            print(f"ferry warning: {warning}")
-
-        pgloader = shutil.which("pgloader")
-        loader_s: float | None = None
-        loader_stats: dict[str, Any] | None = None
-        loader_note = ""
-        if pgloader is None:
-            print("\npgloader is not installed: run `bash bench/setup.sh` (as root), then again")
-        else:
-            loader_db = targets.fresh("plain_pgloader")
-            targets.checkpoint()
-            command = [pgloader, servers.mysql_url(), servers.pg_url(loader_db)]
-            done, loader_s, text, loader_note = run_logged(
-                command, workdir / "pgloader.log", servers, targets
-            )
-            loader_stats = pg_table_stats(servers, loader_db, tables)
-            if done.returncode != 0:
-                failures += 1
-                print(f"pgloader exited {done.returncode}; its log:\n{text[-4000:]}")
-            errors = [line for line in text.splitlines() if " ERROR " in line]
-            for line in errors[:10]:
-                print(f"pgloader: {line.strip()}")
-            print("\n$ " + " ".join(command))
-            summary = text[text.find("             table name") :] if "table name" in text else ""
-            print(summary.rstrip()[-3000:])
-
-        dlt_run: DltRun | None = None
-        if args.dlt:
-            dlt_run = run_dlt(servers, targets, workdir, workers, tables)
-            if dlt_run is not None:
-                failures += 0 if dlt_run.ok else 1
-
+        # Repeats interleave the tools, so that a machine that slows down or speeds up
+        # over the minutes weighs on each of them alike.
+        for number in range(args.repeat):
+            rep = plain_rep(args, servers, targets, workdir, tables, workers, quiet=number > 0)
+            failures += rep.failures
+            reps.append(rep)
+            if args.repeat > 1:
+                print(f"\nrepeat {number + 1}/{args.repeat}: {rep.summary()}")
+    run, ferry_stats = median_of(reps, lambda r: r.ferry.wall).ferry_pair()
+    timed = [r for r in reps if r.loader_s is not None]
+    loader_rep = median_of(timed, lambda r: r.loader_s or 0.0) if timed else None
+    loader_s = loader_rep.loader_s if loader_rep else None
+    loader_stats = loader_rep.loader_stats if loader_rep else None
+    loader_note = loader_rep.loader_note if loader_rep else ""
+    ran_dlt = [r for r in reps if r.dlt is not None and r.dlt.ok]
+    dlt_run = median_of(ran_dlt, lambda r: r.dlt.wall if r.dlt else 0.0).dlt if ran_dlt else None
+    if args.repeat > 1:
+        print(
+            f"\nmedians of {args.repeat} interleaved repeats (each tool's median run below; "
+            f"all walls: ferry {_walls(r.ferry.wall for r in reps)}"
+            + (f", pgloader {_walls(r.loader_s or 0.0 for r in timed)}" if timed else "")
+            + (f", dlt {_walls(r.dlt.wall for r in ran_dlt if r.dlt)}" if ran_dlt else "")
+            + ")"
+        )
     print(f"\n{'':<28} {'seconds':>8} {'rows/s':>11} {'peak RSS':>9}")
     print(
         f"{'ferry (process wall)':<28} {run.wall:>8.2f} {total / run.wall:>11,.0f} "
@@ -1336,7 +1417,13 @@ class DltRun:
 
 
 def run_dlt(
-    servers: Servers, targets: Targets, workdir: Path, workers: int, tables: tuple[str, ...]
+    servers: Servers,
+    targets: Targets,
+    workdir: Path,
+    workers: int,
+    tables: tuple[str, ...],
+    *,
+    quiet: bool = False,
 ) -> DltRun | None:
     """Copy the source with dlt (bench/dlt_peer.py in its own venv) into a fresh database."""
     if not DLT_PYTHON.exists():
@@ -1356,11 +1443,12 @@ def run_dlt(
     ]
     done, wall, text, note = run_logged(command, workdir / "dlt.log", servers, targets)
     marked = [line for line in text.splitlines() if line.startswith(DLT_RESULT_MARK)]
-    print("\n$ " + " ".join(command))
     if done.returncode != 0 or not marked:
-        print(f"dlt exited {done.returncode}; its output:\n{text[-4000:]}")
+        print(f"\n$ {' '.join(command)}\ndlt exited {done.returncode}; its output:\n{text[-4000:]}")
         return DltRun(wall, ok=False)
-    print("\n".join(line for line in text.splitlines() if not line.startswith(DLT_RESULT_MARK)))
+    if not quiet:
+        print("\n$ " + " ".join(command))
+        print("\n".join(line for line in text.splitlines() if not line.startswith(DLT_RESULT_MARK)))
     run = DltRun(wall, ok=True, result=json.loads(marked[-1][len(DLT_RESULT_MARK) :]))
     run.note = note
     run.stats = pg_table_stats(servers, dlt_db, tables)
@@ -1374,6 +1462,7 @@ def run_dlt(
         run.keys_s = build_keys_after(servers, dlt_db, workers)
     run.note += watcher.note()
     run.keys_stats = pg_table_stats(servers, dlt_db, tables)
+    targets.drop(dlt_db)
     return run
 
 
@@ -1512,6 +1601,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--batch-size", type=int, default=None, help="rows per chunk (default: Ferry's own)"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="time each run this many times and report the median (--plain: interleaved)",
     )
     parser.add_argument("--skip-baseline", action="store_true", help="no mariadb | COPY run")
     parser.add_argument(
