@@ -151,6 +151,35 @@ def test_stratified_sample_by_a_float_column_gives_each_stratum_its_share(
         assert 10 <= kept.count(0.0) <= 30
 
 
+@pytest.mark.parametrize("dialects", [(MY, PG), (PG, MY), (LITE, LITE)], ids=pair_id)
+def test_stratified_sample_on_a_composite_key_keeps_a_row_of_every_small_stratum(
+    dialects: tuple[str, str], tmp_path: Path
+) -> None:
+    """A composite key had no anchors (MIN() takes one column): a stratum of four rows
+    at 10 % wants one row and drew each at 1/4, so about a third of them came out empty."""
+    with make_pair(dialects, tmp_path) as pair:
+        pair.source_sql(
+            "CREATE TABLE pairs (a INTEGER NOT NULL, b VARCHAR(8) NOT NULL, grp VARCHAR(5), "
+            "PRIMARY KEY (a, b))"
+        )
+        # 30 strata of 4 rows: keys (s, 'k0') .. (s, 'k3'); and one of 200 rows.
+        rows = [{"a": i // 4, "b": f"k{3 - i % 4}", "g": f"s{i // 4}"} for i in range(120)]
+        rows += [{"a": 100 + i // 2, "b": f"k{i % 2}", "g": "big"} for i in range(200)]
+        pair.source_sql("INSERT INTO pairs VALUES (:a, :b, :g)", rows)
+
+        job = "tables:\n  pairs:\n    mode: sample\n    sample: {method: stratified, by: grp, "
+        report = pair.copy(job + "percent: 10, seed: 7}\n")
+
+        kept = pair.rows("pairs", "grp", "a", "b")
+        small = sorted((g, a, b) for g, a, b in kept if g != "big")
+        # Each keeps exactly its one row: its smallest key.
+        assert small == sorted((f"s{s}", s, "k0") for s in range(30))
+        big = [(a, b) for g, a, b in kept if g == "big"]
+        assert (100, "k0") in big  # the big stratum's anchor
+        assert 5 <= len(big) <= 40
+        assert counts_of(report)["pairs"].written == len(kept)
+
+
 def test_sample_of_an_unknown_strata_column_is_a_config_error(tmp_path: Path) -> None:
     with make_pair((LITE, LITE), tmp_path) as pair:
         _numbers(pair, 10)

@@ -94,7 +94,8 @@ def source_rows(conn: Connection, plan: TablePlan) -> int:
 class Strata:
     #: Rows per stratum, keyed by the source's value (None: the NULL stratum).
     counts: dict[Any, int]
-    #: One key per stratum (its smallest) that every stratified sample keeps.
+    #: One key per stratum (its smallest) that every stratified sample keeps: a value for
+    #: a one-column key, a tuple for a composite one.
     anchors: list[Any]
 
 
@@ -113,7 +114,22 @@ def strata_counts(conn: Connection, plan: TablePlan, by: str) -> Strata:
         counts[row[0]] = int(row[1])
         if single_key:
             anchors.append(row[2])
+    if plan.key and not single_key:
+        anchors = _composite_anchors(conn, plan, by)
     return Strata(counts, anchors)
+
+
+def _composite_anchors(conn: Connection, plan: TablePlan, by: str) -> list[tuple[Any, ...]]:
+    """Each stratum's smallest composite key: MIN() takes one column at a time, so a
+    window numbers each stratum's rows in key order and the first is kept."""
+    keys = [plan.source.c[k] for k in plan.key]
+    first = func.row_number().over(partition_by=plan.source.c[by], order_by=keys)
+    inner = select(*[k.label(f"k{i}") for i, k in enumerate(keys)], first.label("n"))
+    if plan.spec.where:
+        inner = inner.where(text(f"({plan.spec.where})"))
+    numbered = inner.select_from(plan.source).subquery()
+    query = select(*[numbered.c[f"k{i}"] for i in range(len(keys))]).where(numbered.c.n == 1)
+    return [tuple(row) for row in conn.execute(query)]
 
 
 class Sampler:
@@ -175,7 +191,7 @@ class Sampler:
             return pa.array(draws < self.fraction)
         # Stratified: each stratum keeps its share, and even a small one keeps a row.
         values = batch[self.sample.by]
-        anchored = bool(self.anchors) and len(self.plan.key) == 1
+        anchored = bool(self.anchors)
         fractions = {}
         for stratum, count in self.strata.items():
             wanted = max(1, round(count * self.fraction))  # each stratum's share, at least 1
@@ -191,11 +207,29 @@ class Sampler:
         shares = pc.take(pa.array(list(fractions.values()), pa.float64()), index)
         per_row = pc.fill_null(shares, self.fraction).to_numpy(zero_copy_only=False)
         chosen = pa.array(draws < per_row)
-        if self.anchors and len(self.plan.key) == 1:
+        if anchored:
             # Even a stratum smaller than one sampled row keeps one: its smallest key.
-            anchors = pa.array(self.anchors).cast(batch[self.plan.key[0]].type)
-            chosen = pc.or_(chosen, pc.is_in(batch[self.plan.key[0]], value_set=anchors))
+            chosen = pc.or_(chosen, self._anchor_rows(batch))
         return chosen
+
+    def _anchor_rows(self, batch: pa.Table) -> pa.Array:
+        key = self.plan.key
+        if len(key) == 1:
+            anchors = pa.array(self.anchors).cast(batch[key[0]].type)
+            return pc.is_in(batch[key[0]], value_set=anchors)
+        # A composite key matches as one text: its columns, each as the batch holds it,
+        # joined by a separator no key text contains.
+        columns = [
+            pa.array([anchor[i] for anchor in self.anchors]).cast(batch[k].type)
+            for i, k in enumerate(key)
+        ]
+        wanted = _joined([pc.cast(c, pa.string()) for c in columns])
+        rows = _joined([pc.cast(batch[k], pa.string()) for k in key])
+        return pc.fill_null(pc.is_in(rows, value_set=wanted), False)
+
+
+def _joined(texts: list[Any]) -> Any:
+    return pc.binary_join_element_wise(*texts, "\x1f")
 
 
 def _value_set(values: list[Any], kind: pa.DataType) -> pa.Array | None:
