@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy as copy_module
 import gc
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -13,6 +14,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from ferry.cli import render
 from ferry.cli.render import err, out
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
     from ferry.config.project import Project
     from ferry.data.copy_report import CopyReport
     from ferry.schema.execute import StepResult
+
+#: what `load.workers` allows in a job spec (ferry.data.spec.LoadSpec)
+MAX_WORKERS = 64
 
 app = typer.Typer(
     name="ferry",
@@ -66,6 +71,20 @@ def _project() -> Project:
 
 def _progress(result: StepResult) -> None:
     err.print(render.step_line(result))
+
+
+def _workers(value: str) -> int:
+    """`--workers`: a whole number the job spec would accept, or one line saying so."""
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = 0
+    if not 1 <= workers <= MAX_WORKERS:
+        raise typer.BadParameter(
+            f"{value!r} is no number of workers: pass a whole number from 1 to {MAX_WORKERS}, "
+            "e.g. --workers 2 (or leave it out: the job's load.workers)"
+        )
+    return workers
 
 
 @app.command()
@@ -452,7 +471,12 @@ def copy(
             "--restart", help="forget checkpoints and rejects, empty the target tables, copy again"
         ),
     ] = False,
-    workers: Annotated[int | None, typer.Option(min=1, help="parallel chunk workers")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            parser=_workers, metavar="N", help=f"parallel chunk workers (1 to {MAX_WORKERS})"
+        ),
+    ] = None,
     mode: Annotated[
         str,
         typer.Option(
@@ -508,10 +532,11 @@ def copy(
                 workers=workers,
                 on_progress=progress.update,
             )
+        progress.finish(report)
     if proof is not None and not as_json:
         render.print_validation(proof)
     if as_json:
-        render.emit_json(render.copy_json(report))
+        render.emit_json(render.copy_json(report, proof))
     else:
         if report.tables and all(t.chunks_resumed == t.chunks for t in report.tables):
             out.print(
@@ -529,22 +554,26 @@ def _copy_footer(report: CopyReport) -> None:
             "set aside for the load and rebuilt: "
             + ", ".join(f"{d.kind} {d.name} on {d.table}" for d in rebuilt),
             highlight=False,
+            markup=False,
         )
     for summary in report.aggregates:
         out.print(
             f"aggregate {summary.table}: {summary.groups:,} groups from "
             f"{summary.rows_read:,} rows of {summary.source}",
             highlight=False,
+            markup=False,
         )
     if report.views_created:
         out.print(
             "views carried over (translated by sqlglot): " + ", ".join(report.views_created),
             highlight=False,
+            markup=False,
         )
+    # Database text (a CHECK's `[a-z]`) is escaped: rich would take it for a style tag.
     for item in report.needs_translation:
-        out.print(f"[yellow]needs translation:[/] {item}", highlight=False)
+        out.print(f"[yellow]needs translation:[/] {escape(item)}", highlight=False)
     for warning in report.warnings:
-        out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        out.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 @app.command()
@@ -813,7 +842,7 @@ def quickstart(
     result = run_quickstart(folder)
     legacy = result.legacy
     out.print(
-        f"[bold]legacy database[/] {legacy.path}: {legacy.users} users, "
+        f"[bold]legacy database[/] {escape(str(legacy.path))}: {legacy.users} users, "
         f"{legacy.cameras} cameras, {legacy.analytics} counts "
         f"({legacy.duplicate_users} duplicate users, {legacy.bad_emails} bad emails, "
         f"{legacy.null_statuses} NULL statuses)"
@@ -826,7 +855,12 @@ def quickstart(
         _copy_footer(result.copy)
     if result.validation is not None:
         render.print_validation(result.validation)
-    out.print(f"\nproject in [bold]{folder}[/]: try `ferry -c {folder} status`")
+    # Quoted, so a folder whose name holds spaces gives a command that runs as printed.
+    out.print(
+        f"\nproject in [bold]{escape(str(folder))}[/]: "
+        f"try `{escape(shlex.join(['ferry', '-c', str(folder), 'status']))}`",
+        highlight=False,
+    )
 
 
 def _fail(message: str, code: int) -> None:
@@ -891,9 +925,35 @@ def main(argv: list[str] | None = None) -> Any:
             signal.signal(signum, handler)
 
 
+def _usage_error(error: typer.TyperException) -> None:
+    """A wrong option or argument: one line naming it and what to pass, as Ferry's other
+    errors, instead of typer's usage box."""
+    if type(error).__name__ == "NoArgsIsHelpError":  # bare `ferry`: the help is printed
+        raise SystemExit(2)
+    ctx = getattr(error, "ctx", None)
+    names: list[str] = []
+    while ctx is not None:
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    command = shlex.join(["ferry", *names[1:]])
+    param = getattr(error, "param", None)
+    message = str(getattr(error, "message", None) or "")
+    if message and param is not None and getattr(param, "opts", None):
+        message = f"{'/'.join(param.opts)}: {message}"
+    elif hasattr(error, "format_message"):  # a missing argument, an unknown option, ...
+        message = error.format_message()
+    message = message[:1].lower() + message[1:]
+    _fail(
+        escape(f"{message}\n  hint: `{command} --help` lists what it takes"),
+        int(getattr(error, "exit_code", 2)),
+    )
+
+
 def _run(argv: list[str] | None, debug: bool) -> Any:
     try:
-        return app(args=argv, standalone_mode=True)
+        # Not standalone: typer would box a usage error; its exit code comes back instead.
+        code = app(args=argv, standalone_mode=False)
+        raise SystemExit(code if isinstance(code, int) else 0)
     except SystemExit as exiting:
         # The command is over: the collector need not walk every object at shutdown
         # (0.25-0.3 s after a copy, measured; atexit handlers still run).
@@ -905,6 +965,10 @@ def _run(argv: list[str] | None, debug: bool) -> Any:
         if debug:
             raise
         _fail(str(error).replace("[", "\\["), error.exit_code)
+    except typer.Abort:  # end of input at a prompt
+        _fail("aborted", 1)
+    except typer.TyperException as error:  # a usage error: unknown option, bad value
+        _usage_error(error)
     except KeyboardInterrupt:
         if _signalled:
             _interrupted(_signalled[0])

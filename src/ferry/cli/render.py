@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from dataclasses import asdict, is_dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from ferry.errors import mask_secrets
 
 if TYPE_CHECKING:
     from ferry.data.copy_report import CopyReport
@@ -183,11 +187,26 @@ def run_json(report: RunReport) -> dict[str, Any]:
 
 
 def copy_table(report: CopyReport) -> Table:
+    # Names, like every other text that comes from a database or a spec, are escaped: rich
+    # would read `[a-z]` as a style tag and drop it.
     status = "[green]completed[/]" if report.status == "completed" else f"[red]{report.status}[/]"
+    resumed = [t for t in report.tables if t.chunks_resumed]
     table = Table(
-        title=f"copy {report.job}: {status} in {report.seconds:.2f} s "
+        title=f"copy {escape(report.job)}: {status} in {report.seconds:.2f} s "
         f"[dim](run {report.run_id})[/]",
         title_justify="left",
+        caption=(
+            "resumed: read, written, ... count every run's rows; seconds and rows/s this "
+            "run's ("
+            + ", ".join(
+                f"{escape(t.source)}: {t.chunks_resumed} of {t.chunks} chunks done before"
+                for t in resumed
+            )
+            + ")"
+            if resumed
+            else None
+        ),
+        caption_justify="left",
     )
     for column in (
         "table",
@@ -205,8 +224,8 @@ def copy_table(report: CopyReport) -> Table:
     for t in report.tables:
         c = t.counts
         table.add_row(
-            t.source,
-            t.target,
+            escape(t.source),
+            escape(t.target),
             f"{c.read:,}",
             f"{c.written:,}",
             f"{c.rejected:,}",
@@ -219,7 +238,7 @@ def copy_table(report: CopyReport) -> Table:
     return table
 
 
-def copy_json(report: CopyReport) -> dict[str, Any]:
+def copy_json(report: CopyReport, proof: ValidationReport | None = None) -> dict[str, Any]:
     return {
         "job": report.job,
         "run_id": report.run_id,
@@ -239,24 +258,33 @@ def copy_json(report: CopyReport) -> dict[str, Any]:
                 "target": t.target,
                 **asdict(t.counts),
                 "seconds": t.seconds,
+                # this run's rows over this run's seconds; `resumed` holds the earlier runs'
                 "rows_per_second": t.rows_per_second,
                 "chunks": t.chunks,
                 "chunks_resumed": t.chunks_resumed,
+                "resumed": asdict(t.resumed),
                 "balanced": t.counts.balanced,
             }
             for t in report.tables
         ],
+        # `--mode safe`'s verification of the copy (None in other modes)
+        "proof": proof.as_dict() if proof is not None else None,
     }
 
 
 class CopyProgress:
-    """Rich progress bars per table on a terminal; JSON progress events on stderr otherwise."""
+    """Rich progress bars per table on a terminal; JSON progress events on stderr otherwise,
+    one object per line: `progress` per chunk (rows, rows/s, ETA) and a last `finished`."""
 
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
         self.live = enabled and sys.stderr.isatty()
         self._bars: Any = None
         self._tasks: dict[str, Any] = {}
+        self._done: dict[str, int] = {}
+        self._started = time.perf_counter()
+        self._lock = threading.Lock()  # events come from the copy's worker threads
+        self._finished = False
 
     def __enter__(self) -> CopyProgress:
         if self.live:
@@ -281,41 +309,97 @@ class CopyProgress:
         self._started = time.perf_counter()
         return self
 
+    def _elapsed(self) -> float:
+        return max(time.perf_counter() - self._started, 1e-9)
+
     def update(self, event: CopyEvent) -> None:
         if not self.enabled:
             return
-        elapsed = max(time.perf_counter() - self._started, 1e-9)
-        if self._bars is not None:
-            task = self._tasks.get(event.table)
-            if task is None:
-                task = self._bars.add_task(
-                    event.table, total=event.chunks_total, rows="0", rate="0"
-                )
-                self._tasks[event.table] = task
-            self._bars.update(
-                task,
-                completed=event.chunks_done,
-                rows=f"{event.counts.read:,}",
-                rate=f"{event.counts.read / elapsed:,.0f}",
+        with self._lock:
+            # Workers report after their chunk commits, not in order: a late event must not
+            # take a table's progress back.
+            done = self._done[event.table] = max(self._done.get(event.table, 0), event.chunks_done)
+            elapsed = self._elapsed()
+            # Rates and ETAs from this run's work only: a resumed table's earlier chunks took
+            # none of this run's time.
+            rate = (event.counts.read - event.resumed.read) / elapsed
+            done_now = done - event.chunks_resumed
+            remaining = max(event.chunks_total - done, 0)
+            eta = (
+                0.0 if remaining == 0 else elapsed / done_now * remaining if done_now > 0 else None
             )
-        else:
-            sys.stderr.write(
-                json.dumps(
-                    {
-                        "event": "progress",
-                        "table": event.table,
-                        "chunks_done": event.chunks_done,
-                        "chunks_total": event.chunks_total,
-                        **asdict(event.counts),
-                        "elapsed_s": round(elapsed, 3),
-                    }
+            if self._bars is not None:
+                task = self._tasks.get(event.table)
+                if task is None:
+                    task = self._bars.add_task(
+                        escape(event.table),
+                        total=event.chunks_total,
+                        completed=event.chunks_resumed,
+                        rows="0",
+                        rate="0",
+                    )
+                    self._tasks[event.table] = task
+                self._bars.update(
+                    task,
+                    completed=done,
+                    rows=f"{event.counts.read:,}",
+                    rate=f"{rate:,.0f}",
                 )
-                + "\n"
+                return
+            self._write(
+                {
+                    "event": "progress",
+                    "table": event.table,
+                    "chunks_done": done,
+                    "chunks_total": event.chunks_total,
+                    "chunks_resumed": event.chunks_resumed,
+                    **asdict(event.counts),
+                    "elapsed_s": round(elapsed, 3),
+                    "rows_per_second": round(rate, 1),
+                    "eta_s": None if eta is None else round(eta, 1),
+                }
             )
 
-    def __exit__(self, *exc: object) -> None:
+    def finish(self, report: CopyReport) -> None:
+        """The last event off a terminal: the run's outcome and totals."""
+        if not self.enabled or self._bars is not None:
+            return
+        totals = report.totals
+        with self._lock:
+            self._finished = True
+            self._write(
+                {
+                    "event": "finished",
+                    "run_id": report.run_id,
+                    "status": report.status,
+                    **asdict(totals),
+                    "balanced": report.balanced,
+                    "elapsed_s": round(self._elapsed(), 3),
+                    "rows_per_second": round(
+                        sum(t.read_this_run for t in report.tables) / self._elapsed(), 1
+                    ),
+                }
+            )
+
+    def _write(self, event: dict[str, Any]) -> None:
+        sys.stderr.write(json.dumps(event, default=str) + "\n")
+        sys.stderr.flush()
+
+    def __exit__(self, kind: type[BaseException] | None, error: object, *_: object) -> None:
         if self._bars is not None:
             self._bars.stop()
+        elif self.enabled and kind is not None and not self._finished:
+            # A failed run has no report: its last event says so (the error line follows).
+            with self._lock:
+                self._finished = True
+                self._write(
+                    {
+                        "event": "finished",
+                        "status": "failed",
+                        "error": mask_secrets(str(error)).splitlines()[0] if str(error) else "",
+                        "elapsed_s": round(self._elapsed(), 3),
+                    }
+                )
 
 
 _SEVERITY_STYLE = {"high": "red bold", "medium": "yellow", "low": "cyan", "none": "green"}

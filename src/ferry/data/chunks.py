@@ -36,6 +36,9 @@ DEFAULT_CHUNK_ROWS = 100_000
 #: 16 MB) 772-786k rows/s, 500,000 rows 743k rows/s (too few chunks to share out).
 CHUNK_BYTES = 16 * 2**20
 _MIN_ROWS, _MAX_ROWS = 1_000, 1_000_000
+#: The floor of _MIN_ROWS rows gives way where those rows would pass this many bytes: a
+#: thousand 1 MB rows would hold a gigabyte per worker (a row wider than it is its own chunk).
+_MAX_CHUNK_BYTES = 2 * CHUNK_BYTES
 
 
 def auto_chunk_rows(row_bytes: float | None, rows: int | None, workers: int) -> int:
@@ -47,7 +50,8 @@ def auto_chunk_rows(row_bytes: float | None, rows: int | None, workers: int) -> 
     wanted = int(CHUNK_BYTES / row_bytes) if row_bytes else DEFAULT_CHUNK_ROWS
     if rows:
         wanted = min(wanted, max(DEFAULT_CHUNK_ROWS, -(-rows // (4 * max(1, workers)))))
-    return max(_MIN_ROWS, min(_MAX_ROWS, wanted))
+    floor = min(_MIN_ROWS, int(_MAX_CHUNK_BYTES / row_bytes)) if row_bytes else _MIN_ROWS
+    return max(1, floor, min(_MAX_ROWS, wanted))
 
 
 def chunk_rows(

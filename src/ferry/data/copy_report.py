@@ -25,10 +25,18 @@ class TableReport:
     chunks: int = 0
     chunks_resumed: int = 0
     created: bool = False
+    #: What the `chunks_resumed` chunks, checkpointed by earlier runs, had counted: `counts`
+    #: includes them (the table's balance is over every run), this run's rate does not.
+    resumed: Counts = field(default_factory=Counts)
+
+    @property
+    def read_this_run(self) -> int:
+        return self.counts.read - self.resumed.read
 
     @property
     def rows_per_second(self) -> float:
-        return self.counts.read / self.seconds if self.seconds > 0 else 0.0
+        """Rows this run read per second of this run (a resumed run's earlier rows excluded)."""
+        return self.read_this_run / self.seconds if self.seconds > 0 else 0.0
 
 
 @dataclass
@@ -67,7 +75,12 @@ class CopyReport:
 
 @dataclass(frozen=True)
 class Progress:
+    """A table's progress after a chunk (or a stream's flush): `chunks_done` and `counts`
+    include what earlier runs checkpointed, `chunks_resumed` and `resumed` say how much."""
+
     table: str
     chunks_done: int
     chunks_total: int
     counts: Counts
+    chunks_resumed: int = 0
+    resumed: Counts = field(default_factory=Counts)

@@ -24,9 +24,11 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.dml import Delete
 
 from ferry.data.state import now
-from ferry.db.adapter import Adapter, DeferredObject
+from ferry.db.adapter import Adapter, DeferredObject, adapter_for_dialect
 
 _meta = MetaData()
 deferred = Table(
@@ -60,54 +62,119 @@ def pending(conn: Connection, job: str) -> list[DeferredObject]:
 
 
 def set_aside(conn: Connection, adapter: Adapter, job: str, tables: list[str]) -> int:
-    """Record and drop the deferrable objects of `tables` (skipping any already away)."""
-    away = {(d.table, d.kind, d.name) for d in pending(conn, job)}
+    """Record and drop the deferrable objects of `tables`; returns how many were dropped.
+
+    An object already recorded is dropped without a second record (a run killed between
+    the record and the drop left it in place). One the database will not drop (PostgreSQL:
+    the index of an exclusion constraint) stays where it is, unrecorded: the load keeps it
+    up to date, only more slowly. Interrupted or failed part-way, it puts back what it set
+    aside before the error goes on, so an early stop (Ctrl-C, SIGTERM) leaves nothing away.
+    """
     count = 0
-    for table in tables:
-        for obj in adapter.deferrable_objects(conn, table):
-            if (obj.table, obj.kind, obj.name) in away:
-                continue
-            # Record first: if the drop commits and the process dies, the row says how back.
-            conn.execute(
-                insert(deferred),
-                [
-                    {
-                        "job": job,
-                        "table_name": obj.table,
-                        "kind": obj.kind,
-                        "name": obj.name,
-                        "restore_sql": obj.restore_sql,
-                        "deferred_at": now(),
-                    }
-                ],
-            )
-            conn.commit()
-            conn.exec_driver_sql(obj.drop_sql)
-            conn.commit()
-            count += 1
+    try:
+        away = {(d.table, d.kind, d.name) for d in pending(conn, job)}
+        for table in tables:
+            for obj in adapter.deferrable_objects(conn, table):
+                if (obj.table, obj.kind, obj.name) not in away:
+                    # Record first: if the drop commits and the process dies, the row
+                    # says how back.
+                    conn.execute(
+                        insert(deferred),
+                        [
+                            {
+                                "job": job,
+                                "table_name": obj.table,
+                                "kind": obj.kind,
+                                "name": obj.name,
+                                "restore_sql": obj.restore_sql,
+                                "deferred_at": now(),
+                            }
+                        ],
+                    )
+                    conn.commit()
+                try:
+                    conn.exec_driver_sql(obj.drop_sql)
+                    conn.commit()
+                except DBAPIError:
+                    conn.rollback()
+                    conn.execute(_where(delete(deferred), job, obj.table, obj.kind, obj.name))
+                    conn.commit()
+                    continue
+                count += 1
+    except BaseException:
+        if conn.in_transaction():
+            conn.rollback()
+        restore(conn, job)
+        raise
     return count
 
 
 def restore(conn: Connection, job: str) -> list[Restored]:
-    """Rebuild every object the job set aside; each one commits on its own."""
+    """Rebuild every object the job set aside; each one commits on its own.
+
+    An object found in place (never dropped: the run died between its record and its drop)
+    counts as restored. An interrupt (Ctrl-C, SIGTERM) does not cut the rebuild short: the
+    object it cut off is tried again, the rest follow, then the interrupt goes on; a second
+    one stops at once (the rows stay for the next run).
+    """
+    adapter = adapter_for_dialect(conn.dialect.name)()
     results = []
+    interrupted: BaseException | None = None
     for obj in pending(conn, job):
-        try:
-            conn.exec_driver_sql(obj.restore_sql)
-            conn.execute(
-                delete(deferred).where(
-                    and_(
-                        deferred.c.job == job,
-                        deferred.c.table_name == obj.table,
-                        deferred.c.kind == obj.kind,
-                        deferred.c.name == obj.name,
-                    )
-                )
-            )
-            conn.commit()
-            results.append(Restored(obj.table, obj.kind, obj.name))
-        except Exception as error:  # reported; the row stays for the next attempt
-            conn.rollback()
-            reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
-            results.append(Restored(obj.table, obj.kind, obj.name, reason))
+        while True:
+            try:
+                results.append(_restore_one(conn, adapter, job, obj))
+                break
+            except (KeyboardInterrupt, SystemExit) as stop:
+                _reset(conn)
+                if interrupted is not None:
+                    raise
+                interrupted = stop
+    if interrupted is not None:
+        raise interrupted
     return results
+
+
+def _restore_one(conn: Connection, adapter: Adapter, job: str, obj: DeferredObject) -> Restored:
+    forget = _where(delete(deferred), job, obj.table, obj.kind, obj.name)
+    try:
+        conn.exec_driver_sql(obj.restore_sql)
+        conn.execute(forget)
+        conn.commit()
+        return Restored(obj.table, obj.kind, obj.name)
+    except Exception as error:  # reported; the row stays for the next attempt
+        _reset(conn)
+        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+    try:
+        present = any(
+            (found.kind, found.name) == (obj.kind, obj.name)
+            for found in adapter.deferrable_objects(conn, obj.table)
+        )
+        if present:
+            conn.execute(forget)
+            conn.commit()
+            return Restored(obj.table, obj.kind, obj.name)
+        conn.rollback()
+    except Exception:  # the table itself is gone: the first error says so
+        _reset(conn)
+    return Restored(obj.table, obj.kind, obj.name, reason)
+
+
+def _reset(conn: Connection) -> None:
+    """Roll back after a failed or interrupted statement (a connection that an interrupt
+    left unusable is replaced on its next use)."""
+    try:
+        conn.rollback()
+    except Exception:
+        conn.invalidate()
+
+
+def _where(statement: Delete, job: str, table: str, kind: str, name: str) -> Delete:
+    return statement.where(
+        and_(
+            deferred.c.job == job,
+            deferred.c.table_name == table,
+            deferred.c.kind == kind,
+            deferred.c.name == name,
+        )
+    )

@@ -8,6 +8,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -76,6 +77,54 @@ class _TimeOfDay(sat.TypeDecorator[time]):
             return (datetime.min + value).time()
 
         return process
+
+
+#: A load's session, whatever the server's defaults: strict, so a value MariaDB would clamp,
+#: truncate or replace by a default is refused instead (and rejected with the reason); a 0
+#: in an AUTO_INCREMENT column kept, not taken for "the next id"; instants read as UTC.
+#: The session's own settings come back after the load (`_RESTORE_SESSION`).
+_STRICT_MODE = (
+    "CONCAT_WS(',', NULLIF(@@session.sql_mode, ''), 'STRICT_ALL_TABLES', 'NO_AUTO_VALUE_ON_ZERO')"
+)
+_STRICT_SESSION = f"SET @ferry_sql_mode = @@session.sql_mode, SESSION sql_mode = {_STRICT_MODE}"
+_RESTORE_SQL_MODE = "SET SESSION sql_mode = @ferry_sql_mode"
+_LOAD_SESSION = (
+    f"SET @ferry_sql_mode = @@session.sql_mode, @ferry_time_zone = @@session.time_zone, "
+    f"SESSION sql_mode = {_STRICT_MODE}, SESSION time_zone = '+00:00'"
+)
+_RESTORE_SESSION = "SET SESSION sql_mode = @ferry_sql_mode, SESSION time_zone = @ferry_time_zone"
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", np.uint8)
+#: Byte value -> its two hex digits.
+_HEX_PAIRS = np.stack([_HEX_DIGITS[np.arange(256) >> 4], _HEX_DIGITS[np.arange(256) & 15]], 1)
+
+
+def _hex(column: pa.ChunkedArray) -> pa.Array:
+    """Binary values as hex text, vectorised (a per-value `.hex()` costs a Python call and
+    copy per row); NULL stays NULL."""
+    values = pc.cast(column, pa.large_binary()).combine_chunks()
+    if len(values) == 0:
+        return pa.array([], pa.large_string())
+    offsets = np.frombuffer(values.buffers()[1], np.int64)[
+        values.offset : values.offset + len(values) + 1
+    ]
+    data = values.buffers()[2]
+    raw = (
+        np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]]
+        if data is not None
+        else np.empty(0, np.uint8)
+    )
+    hexed = pa.Array.from_buffers(
+        pa.large_string(),
+        len(values),
+        [None, pa.py_buffer((offsets - offsets[0]) * 2), pa.py_buffer(_HEX_PAIRS[raw].tobytes())],
+    )
+    return pc.if_else(values.is_valid(), hexed, pa.scalar(None, pa.large_string()))
+
+
+def _is_timestamp(type_: sat.TypeEngine[Any], dialect: str) -> bool:
+    """A MySQL TIMESTAMP column (read and written in the session's zone), variants resolved."""
+    resolved = getattr(type_, "_variant_mapping", {}).get(dialect, type_)
+    return isinstance(resolved, sat.TIMESTAMP)
 
 
 def _duration_text(value: timedelta) -> str:
@@ -165,14 +214,31 @@ class MySQLAdapter(Adapter):
         """LOAD DATA LOCAL INFILE from CSV written by Arrow's C++ writer.
 
         Every column travels as text: NULL as `\\N` (so it stays apart from an empty string),
-        backslashes doubled, booleans as 1/0, binary as hex put back with UNHEX. Falls back to
-        batched INSERTs where the server refuses LOCAL INFILE.
+        backslashes doubled, booleans as 1/0, binary as hex put back with UNHEX, instants as
+        UTC. Falls back to batched INSERTs where the server refuses LOCAL INFILE.
         """
         if data.num_rows == 0:
             return
-        if not self._local_infile:
-            super().bulk_insert(conn, table, data)
-            return
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if self._local_infile and data.num_rows > 1:
+                cursor.execute(_LOAD_SESSION)
+                try:
+                    self._load_data(cursor, conn, table, data)
+                finally:
+                    cursor.execute(_RESTORE_SESSION)
+            if not self._local_infile or data.num_rows == 1:
+                # One row: a plain INSERT, so the server's own error names the problem
+                # (and durations and dates past 9999 go through the driver's own types).
+                cursor.execute(_STRICT_SESSION)
+                try:
+                    super().bulk_insert(conn, table, data)
+                finally:
+                    cursor.execute(_RESTORE_SQL_MODE)
+        finally:
+            cursor.close()
+
+    def _load_data(self, cursor: Any, conn: Connection, table: Table, data: pa.Table) -> None:
         texts: dict[str, Any] = {}
         targets: list[str] = []
         sets: list[str] = []
@@ -180,24 +246,40 @@ class MySQLAdapter(Adapter):
             column = data.column(index)
             name = f"`{field.name}`"
             if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
-                values = column.to_pylist()  # binary columns only: rare
-                text_values = pa.array(
-                    [None if v is None else v.hex() for v in values], pa.string()
-                )
+                text_values = _hex(column)
                 targets.append(f"@v{index}")
                 sets.append(f"{name} = UNHEX(@v{index})")
             else:
                 if pa.types.is_boolean(field.type):
                     text_values = pc.if_else(column, "1", "0")
                 elif pa.types.is_timestamp(field.type) and field.type.tz is not None:
+                    # UTC text, read in the load's UTC session: the same instant in a
+                    # TIMESTAMP column, its UTC wall clock in a DATETIME one.
                     text_values = pc.cast(pc.cast(column, pa.timestamp("us")), pa.string())
                 else:
                     text_values = pc.cast(column, pa.string())
                 text_values = pc.replace_substring(text_values, "\\", "\\\\")
                 # An unquoted field reading NULL means NULL to LOAD DATA; `\\L` reads as `L`.
                 text_values = pc.if_else(pc.equal(text_values, "NULL"), "NUL\\L", text_values)
-                targets.append(name)
+                if (
+                    pa.types.is_timestamp(field.type)
+                    and field.type.tz is None
+                    and _is_timestamp(table.c[field.name].type, conn.dialect.name)
+                ):
+                    # A wall clock into a TIMESTAMP column means the server's zone, as an
+                    # INSERT would take it: the load's own session reads UTC.
+                    targets.append(f"@v{index}")
+                    sets.append(f"{name} = CONVERT_TZ(@v{index}, @ferry_time_zone, '+00:00')")
+                else:
+                    targets.append(name)
             texts[str(index)] = pc.fill_null(text_values, "\\N")
+        if sets:
+            # With a SET clause MariaDB takes a 0 loaded straight into an AUTO_INCREMENT
+            # column for "the next id", NO_AUTO_VALUE_ON_ZERO or not; through SET it is kept.
+            for index, name in enumerate(list(targets)):
+                if not name.startswith("@"):
+                    targets[index] = f"@v{index}"
+                    sets.append(f"{name} = @v{index}")
         with tempfile.NamedTemporaryFile(suffix=".csv") as handle:
             pcsv.write_csv(
                 pa.table(texts),
@@ -210,36 +292,28 @@ class MySQLAdapter(Adapter):
                 f"LINES TERMINATED BY '\\n' ({', '.join(targets)})"
                 + (f" SET {', '.join(sets)}" if sets else "")
             )
-            if data.num_rows == 1:
-                # One row: a plain INSERT, so the server's own error names the problem.
-                super().bulk_insert(conn, table, data)
-                return
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
                 cursor.execute(statement, (handle.name,))
-                loaded = cursor.rowcount
-                # LOCAL turns refusals (duplicate keys, CHECKs, truncation) into warnings:
-                # any warning fails the batch, so the caller can find the refused rows.
-                cursor.execute("SHOW WARNINGS")
-                warnings = cursor.fetchall()
-                if warnings or loaded != data.num_rows:
-                    first = warnings[0] if warnings else ("", 0, "rows were skipped")
-                    raise pymysql.err.DataError(
-                        int(first[1] or 0),
-                        f"LOAD DATA loaded {loaded} of {data.num_rows} rows: {first[2]}",
-                    )
             except pymysql.err.DataError:
                 raise
             except Exception as error:
                 if getattr(error, "args", (None,))[0] in (1148, 2068, 3948):
                     # LOCAL INFILE disabled on this server or client: use INSERTs.
                     self._local_infile = False
-                    cursor.close()
-                    super().bulk_insert(conn, table, data)
                     return
                 raise
-            finally:
-                cursor.close()
+            loaded = cursor.rowcount
+            # LOCAL turns refusals (duplicate keys, CHECKs, truncation) into warnings, also
+            # in strict mode: any warning fails the batch, so the caller can find the refused
+            # rows (a batch of one row names its refusal in the server's words).
+            cursor.execute("SHOW WARNINGS")
+            warnings = cursor.fetchall()
+            if warnings or loaded != data.num_rows:
+                first = warnings[0] if warnings else ("", 0, "rows were skipped")
+                raise pymysql.err.DataError(
+                    int(first[1] or 0),
+                    f"LOAD DATA loaded {loaded} of {data.num_rows} rows: {first[2]}",
+                )
 
     def upsert(
         self, conn: Connection, table: Table, data: pa.Table, conflict: list[str], update: bool
@@ -254,6 +328,21 @@ class MySQLAdapter(Adapter):
         else:
             changes = {conflict[0]: table.c[conflict[0]]}
         statement = statement.on_duplicate_key_update(changes or {names[0]: table.c[names[0]]})
+        conn.exec_driver_sql(_STRICT_SESSION)
+        try:
+            return self._upsert(conn, table, data, statement, conflict, update)
+        finally:
+            conn.exec_driver_sql(_RESTORE_SQL_MODE)
+
+    def _upsert(
+        self,
+        conn: Connection,
+        table: Table,
+        data: pa.Table,
+        statement: Any,
+        conflict: list[str],
+        update: bool,
+    ) -> int:
         rows = data.to_pylist()
         if update:
             conn.execute(statement, rows)

@@ -268,6 +268,22 @@ class SQLiteAdapter(Adapter):
             return cast(column, sat.Text).label(column.name)
         return column
 
+    def estimated_rows(self, conn: Connection, table: str) -> int | None:
+        """SQLite keeps no row count unless ANALYZE ran: then counted (the table's b-tree
+        pages, not the overflow pages of wide values). Without it chunks were sized by a
+        default row count, so a table of wide rows became one chunk holding all of it."""
+        quote = conn.dialect.identifier_preparer.quote
+        try:
+            stat = conn.exec_driver_sql(
+                "SELECT stat FROM sqlite_stat1 WHERE tbl = ? LIMIT 1", (table,)
+            ).scalar()
+        except exc.DBAPIError:  # no ANALYZE yet: no sqlite_stat1
+            stat = None
+        if stat:
+            return int(str(stat).split()[0]) or None
+        found = conn.exec_driver_sql(f"SELECT COUNT(*) FROM {quote(table)}").scalar()
+        return int(found) if found else None
+
     def data_directory(self, conn: Connection, url: URL) -> Path | None:
         path = database_path(url)
         return None if path is None else path.resolve().parent
