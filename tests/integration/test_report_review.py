@@ -326,11 +326,6 @@ def _bad_second_half(url: str) -> None:
     _sql(url, "UPDATE items SET email = 'broken' WHERE id > 3000 AND id % 10 = 0")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="copy.py never tells TableReport which counts earlier runs checkpointed, so a "
-    "resumed run's rows/s divides both runs' rows by this run's seconds",
-)
 def test_resumed_run_reports_the_throughput_of_its_own_rows(
     tmp_path: Path, make_db: Callable[[str], str]
 ) -> None:
@@ -350,11 +345,6 @@ def test_resumed_run_reports_the_throughput_of_its_own_rows(
     assert items.rows_per_second * items.seconds == pytest.approx(6_000 - resumed_read)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="copy.py adds up every chunk's seconds, so with 2 workers a table's duration is "
-    "worker-seconds, longer than the run itself, and its rows/s half the real rate",
-)
 def test_a_tables_duration_is_wall_clock_within_the_run(
     tmp_path: Path, make_db: Callable[[str], str]
 ) -> None:

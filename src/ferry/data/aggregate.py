@@ -1,8 +1,10 @@
 """Aggregate tables: summaries computed from copied rows, in Arrow, in bounded memory.
 
-The copied table is read back from the target in batches; each batch is grouped and reduced
-to partial sums and counts, partials are merged as they come, and averages are taken at the
-end. Memory grows with the number of groups, not rows. The summary is rebuilt whole on every
+The copied table is read back from the target in pages by its primary key (one query each:
+a single streamed query would be read ahead whole by connectorx); each page is grouped and
+reduced to partial sums and counts, partials are merged as they come, and averages are taken
+at the end. Memory grows with the number of groups, not rows (a table without a primary key
+is streamed in one query, which connectorx may read ahead). The summary is rebuilt whole on every
 run, in one transaction, so it always matches the rows it summarises.
 """
 
@@ -16,9 +18,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Column, MetaData, Table, delete, inspect, select
 
+from ferry.data.chunks import KeyRange, range_predicate
 from ferry.data.extract import stream_select
 from ferry.data.spec import MEASURE, AggregateSpec
-from ferry.data.types import sa_type_for_arrow
+from ferry.data.stream import key_pages
+from ferry.data.transform import DataError
+from ferry.data.types import ARROW_ERRORS, sa_type_for_arrow
 from ferry.db.target import Target
 from ferry.errors import ConfigError
 
@@ -41,8 +46,23 @@ def _measures(spec: AggregateSpec) -> list[tuple[str, str, str]]:
     return found
 
 
+#: Rows per page read back from the summarised table.
+READ_ROWS = 65_536
+
+
 def _batches(target: Target, table: Table, columns: list[str]) -> Any:
-    return stream_select(target, select(*[table.c[c] for c in columns]), 200_000)
+    key = [c.name for c in table.primary_key.columns]
+    if not key:
+        return stream_select(target, select(*[table.c[c] for c in columns]), READ_ROWS)
+    wanted = [table.c[c] for c in dict.fromkeys([*columns, *key])]
+    order = [table.c[k] for k in key]
+
+    def ranged(lo: list[Any] | None, hi: list[Any] | None) -> Any:
+        query = select(*wanted).order_by(*order)
+        predicate = range_predicate(table, key, KeyRange(0, lo, hi))
+        return query if predicate is None else query.where(predicate)
+
+    return key_pages(target, ranged, key, READ_ROWS, None, unique=True)
 
 
 def build(target: Target, name: str, spec: AggregateSpec, *, key: str) -> AggregateReport:
@@ -77,8 +97,16 @@ def build(target: Target, name: str, spec: AggregateSpec, *, key: str) -> Aggreg
     keys = list(groups)
     partial: pa.Table | None = None
     rows_read = 0
-    for batch in _batches(target, source, columns):
-        table = pa.Table.from_batches([batch])
+    pages = iter(_batches(target, source, columns))
+    while True:
+        batch = next(pages, None)
+        if batch is None:
+            if partial is not None:
+                break
+            # No rows: an empty page typed like the table, so the summary's columns get
+            # the types rows would give them (not text and floats a later run inherits).
+            batch = pa.table({c: pa.array([], _arrow(source.c[c].type)) for c in columns})
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
         rows_read += table.num_rows
         work: dict[str, Any] = {out: expr.evaluate(table) for out, expr in groups.items()}
         for part, _, _, col, as_float in parts:
@@ -91,7 +119,8 @@ def build(target: Target, name: str, spec: AggregateSpec, *, key: str) -> Aggreg
         grouped = _group(pa.table(work), keys, [(p, fn) for p, fn, _, _, _ in parts])
         if partial is not None:
             grouped = _group(
-                pa.concat_tables([partial, grouped]),
+                # a page the driver read may type an all-NULL column as null
+                pa.concat_tables([partial, grouped], promote_options="permissive"),
                 keys,
                 [(p, merge) for p, _, merge, _, _ in parts],
             )
@@ -156,16 +185,44 @@ def _write(target: Target, name: str, result: pa.Table) -> None:
                         f"aggregate table `{name}` has no column {', '.join(missing)}",
                         key=f"aggregates.{name}",
                     )
+                result = _fitted(name, table, result)
                 conn.execute(delete(table))
-                result = result.cast(
-                    pa.schema([pa.field(c, _arrow(table.c[c].type)) for c in result.column_names])
-                )
             else:
                 table = Table(
                     name, meta, *[Column(f.name, sa_type_for_arrow(f.type)) for f in result.schema]
                 )
                 table.create(conn)
             target.adapter.bulk_insert(conn, table, result)
+
+
+def _fitted(name: str, table: Table, result: pa.Table) -> pa.Table:
+    """The summary in the existing table's column types; a NULL group or measure its column
+    refuses, or a value its type cannot hold, is a DataError naming the column (before the
+    old summary is deleted), not the driver's error halfway through the load."""
+    hint = (
+        "the table keeps its previous rows; widen or relax the column in a migration, or "
+        "filter the rows the summary reads"
+    )
+    columns = {}
+    for column_name in result.column_names:
+        column = table.c[column_name]
+        values = result[column_name]
+        if not column.nullable and values.null_count:
+            raise DataError(
+                f"aggregate `{name}`: {values.null_count} group(s) have NULL in "
+                f"`{column_name}`, which the table's column refuses (NOT NULL)",
+                hint=hint,
+            )
+        try:
+            columns[column_name] = values.cast(_arrow(column.type))
+        except ARROW_ERRORS as error:
+            reason = str(error).strip().splitlines()[0]
+            raise DataError(
+                f"aggregate `{name}`: column `{column_name}` ({column.type}) cannot hold the "
+                f"summary's values: {reason}",
+                hint=hint,
+            ) from error
+    return pa.table(columns)
 
 
 def _arrow(column_type: Any) -> pa.DataType:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -63,9 +64,13 @@ from ferry.data.state import Counts, Reject
 from ferry.data.stream import BoundedReader
 from ferry.data.tables import TablePlan, occupancy, plan_tables
 from ferry.data.transform import ROW, DataError, Transformer, python_rows
+from ferry.db.lock import held_lock
 from ferry.db.target import Target
-from ferry.errors import ConfigError, FerryError
-from ferry.runs import finish_run, start_run
+from ferry.errors import ConfigError, FerryError, LockTimeout
+from ferry.runs import close_abandoned, finish_run, start_run
+
+#: The session lock one copy into a target holds (PostgreSQL advisory, MariaDB GET_LOCK).
+COPY_LOCK = "ferry_copy"
 
 
 class _Job:
@@ -97,6 +102,10 @@ class _Job:
         self.done: dict[str, int] = {}
         self.chunk_total: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
+        # Per table: what earlier runs checkpointed, and this run's first start and last end.
+        self.resumed: dict[str, Counts] = {}
+        self.resumed_chunks: dict[str, int] = {}
+        self.spans: dict[str, tuple[float, float]] = {}
         self.windows: dict[str, Window] = {}
         self.report_warnings: list[str] = []
         self.samplers: dict[str, Sampler] = {}
@@ -281,6 +290,9 @@ class _Job:
                 self.per_table[plan.name] = counts
                 self.totals.add(counts)
                 self.done[plan.name] = sum(1 for _, s, _ in chunks.values() if s == "done")
+                self.resumed[plan.name] = Counts()
+                self.resumed[plan.name].add(counts)
+                self.resumed_chunks[plan.name] = self.done[plan.name]
                 pending[plan.name] = [
                     r for i, (r, s, _) in sorted(chunks.items()) if s == "pending"
                 ]
@@ -384,6 +396,11 @@ class _Job:
             self._seed_deduper(plan, transformer)
         with self.target.connect() as conn:
             position, flushes = state.stream_position(conn, self.job, plan.name)
+        if not plan.key and flushes:
+            # A keyless table streams as one flush (no key to resume after), and that flush
+            # committed before the run was cut: nothing is left to read.
+            self._stream_done(plan, chunk)
+            return
         start = KeyRange(chunk.index, position or chunk.lo, chunk.hi)
         load = self.spec.load
         flush_rows = load.batch_size or DEFAULT_CHUNK_ROWS
@@ -422,6 +439,9 @@ class _Job:
                     f"{reason}",
                     hint="the flushed rows are checkpointed: run the same command to resume",
                 ) from error
+        self._stream_done(plan, chunk)
+
+    def _stream_done(self, plan: TablePlan, chunk: KeyRange) -> None:
         with self.target.connect() as conn, conn.begin():
             state.mark_done(conn, self.job, plan.name, chunk.index, Counts(), self.run_id)
         self._record(plan, Counts(), 0.0)
@@ -572,11 +592,16 @@ class _Job:
             self.per_table[plan.name].add(counts)
             self.done[plan.name] += chunks
             self.seconds[plan.name] = self.seconds.get(plan.name, 0.0) + seconds
+            end = time.perf_counter()
+            first, last = self.spans.get(plan.name, (end - seconds, end))
+            self.spans[plan.name] = (min(first, end - seconds), max(last, end))
             event = Progress(
                 plan.name,
                 self.done[plan.name],
                 self.chunk_total[plan.name],
                 self.per_table[plan.name],
+                self.resumed_chunks[plan.name],
+                self.resumed[plan.name],
             )
             # The rate of a few hundred rows says little: mid-run it waits for 1,000 rows,
             # and `copy_data` holds the whole run to a rate the job sets at the end.
@@ -642,11 +667,17 @@ class _Job:
         the load, recording each in ferry_deferred first."""
         if not self.spec.load.defer_indexes:
             return
-        names = [p.target_name for p in plans if p.target_exists]
         with self.target.connect() as conn:
+            # A table an earlier, killed run of this job created is not the user's: its
+            # keys are still the key builder's to finish, not indexes to set aside.
+            names = [p.target_name for p in plans if p.target_exists and not self._ours(conn, p)]
             deferral.ensure(conn)
             conn.commit()
             deferral.set_aside(conn, self.target.adapter, self.job, names)
+
+    def _ours(self, conn: Connection, plan: TablePlan) -> bool:
+        row = state.table_row(conn, self.job, plan.name)
+        return row is not None and row[0] in ("created", "creating")
 
     def restore_deferred(self) -> list[Restored]:
         """Rebuild what set_aside dropped, after success and after failure alike."""
@@ -799,11 +830,14 @@ def copy_data(
     on_progress: Callable[[Progress], None] | None = None,
     workers: int | None = None,
     run_id: str | None = None,
+    lock_wait: float = 10.0,
 ) -> CopyReport:
     """Run a data job. Resumes from the target's checkpoints unless `restart`. `run_id`
-    names the run (safe mode names its backup after it first).
+    names the run (safe mode names its backup after it first). One copy at a time runs
+    into a target: another one waits `lock_wait` seconds for it.
 
     Raises:
+        LockTimeout: another copy into the target held its lock for `lock_wait` seconds.
         ConfigError: the spec names tables or columns that do not exist, or a filter fails.
         DataError: an error threshold or a `fail` rule stopped the run (checkpoints kept).
         SourceReadError: the source failed mid-run (checkpoints kept).
@@ -815,8 +849,10 @@ def copy_data(
     report = CopyReport(spec.name or spec_path.stem, run_id, source.safe_url, target.safe_url)
     report.restart = restart
     recorded = False
+    locked = ExitStack()
     try:
         ensure_reachable(source, target)
+        locked.enter_context(copy_lock(target, job=report.job, wait=lock_wait))
         plans = plan_tables(spec, source.engine, target.engine, file=spec_path)
         workers = workers or spec.load.workers
         job = _Job(spec, source, target, spec_path, run_id, on_progress, workers)
@@ -827,6 +863,8 @@ def copy_data(
         with target.connect() as conn:
             report.before = occupancy(conn, plans)
             conn.rollback()
+            # Under the copy lock a run still `running` is one whose process died.
+            close_abandoned(conn, "data", run_id)
             start_run(conn, run_id, "data", report.job, _undo_facts(report))
         recorded = True
 
@@ -856,10 +894,12 @@ def copy_data(
                     p.name,
                     p.target_name,
                     job.per_table[p.name],
-                    job.seconds.get(p.name, 0.0),
+                    # wall-clock: from this run's first chunk of the table to its last
+                    job.spans[p.name][1] - job.spans[p.name][0] if p.name in job.spans else 0.0,
                     job.chunk_total[p.name],
                     resumed[p.name],
                     not p.target_exists,
+                    job.resumed[p.name],
                 )
                 for p in plans
             ]
@@ -897,8 +937,28 @@ def copy_data(
         report.seconds = time.perf_counter() - started
         if recorded:
             _record_outcome(target, report)
+        locked.close()
         source.dispose()
         target.dispose()
+
+
+@contextmanager
+def copy_lock(target: Target, *, job: str, wait: float) -> Iterator[None]:
+    """Hold the target's copy lock: two copies into one database would load the same
+    chunks twice (a resumed job) or set aside each other's indexes."""
+
+    def busy(holder: str | None) -> LockTimeout:
+        by = f" (held by {holder})" if holder else ""
+        return LockTimeout(
+            f"job {job}: another `ferry copy` is loading target `{target.name}`{by}; "
+            f"waited {wait:g} s",
+            hint="let it finish (`ferry runs` lists it), then run the same command again",
+        )
+
+    with held_lock(
+        target.adapter, target.engine, COPY_LOCK, timeout=wait, target=target.name, busy=busy
+    ):
+        yield
 
 
 def _drop_keys(keys: Future[KeyBuilder | None]) -> None:

@@ -3,6 +3,7 @@
 from ferry.runs.records import (
     RunRecord,
     attach_to_run,
+    close_abandoned,
     finish_run,
     mark_run,
     read_runs,
@@ -14,6 +15,7 @@ __all__ = [
     "RunRecord",
     "SchemaRunLog",
     "attach_to_run",
+    "close_abandoned",
     "finish_run",
     "mark_run",
     "read_runs",

@@ -116,6 +116,26 @@ def finish_run(
     conn.commit()
 
 
+def close_abandoned(conn: Connection, kind: str, by_run_id: str) -> int:
+    """Record as failed the runs of `kind` still `running`: called under the lock that
+    keeps two such runs apart, so their processes ended without an outcome (killed, or
+    the machine went down). Returns how many (commits)."""
+    if not inspect(conn).has_table(runs.name):
+        return 0
+    result = conn.execute(
+        update(runs)
+        .where(runs.c.type == kind, runs.c.status == "running", runs.c.run_id != by_run_id)
+        .values(
+            status="failed",
+            finished_at=_now(),
+            error=f"interrupted: the process ended before recording an outcome (killed or "
+            f"lost); run {by_run_id} found it and resumed from its checkpoints",
+        )
+    )
+    conn.commit()
+    return int(result.rowcount)
+
+
 def mark_run(conn: Connection, run_id: str, status: str) -> None:
     """Change a finished run's status (a rolled-back run becomes `rolled_back`; commits)."""
     if inspect(conn).has_table(runs.name):
