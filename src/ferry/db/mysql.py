@@ -370,7 +370,8 @@ class MySQLAdapter(Adapter):
         MySQL cannot disable triggers; they keep firing during the load.
         """
         found: list[DeferredObject] = []
-        quoted = f"`{table}`"
+        quote = conn.dialect.identifier_preparer.quote_identifier
+        quoted = quote(table)
         fk_rows = conn.execute(
             text(
                 "SELECT k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, "
@@ -388,23 +389,30 @@ class MySQLAdapter(Adapter):
         for row in fk_rows:
             fks.setdefault(row[0], []).append(row)
         for name, rows in fks.items():
-            cols = ", ".join(f"`{r[1]}`" for r in rows)
-            refs = ", ".join(f"`{r[3]}`" for r in rows)
+            cols = ", ".join(quote(r[1]) for r in rows)
+            refs = ", ".join(quote(r[3]) for r in rows)
             found.append(
                 DeferredObject(
                     table,
                     "foreign_key",
                     name,
-                    f"ALTER TABLE {quoted} DROP FOREIGN KEY `{name}`",
-                    f"ALTER TABLE {quoted} ADD CONSTRAINT `{name}` FOREIGN KEY ({cols}) "
-                    f"REFERENCES `{rows[0][2]}` ({refs}) ON UPDATE {rows[0][4]} "
+                    f"ALTER TABLE {quoted} DROP FOREIGN KEY {quote(name)}",
+                    f"ALTER TABLE {quoted} ADD CONSTRAINT {quote(name)} FOREIGN KEY ({cols}) "
+                    f"REFERENCES {quote(rows[0][2])} ({refs}) ON UPDATE {rows[0][4]} "
                     f"ON DELETE {rows[0][5]}",
                 )
             )
+        # An index kept from the optimizer's use must come back so: MariaDB 10.6 calls it
+        # IGNORED, MySQL 8 INVISIBLE.
+        version = tuple(getattr(conn.dialect, "server_version_info", None) or ())
+        if getattr(conn.dialect, "is_mariadb", False):
+            hidden, hide = ("IGNORED = 'YES'", " IGNORED") if version >= (10, 6) else ("0", "")
+        else:
+            hidden, hide = ("IS_VISIBLE = 'NO'", " INVISIBLE") if version >= (8,) else ("0", "")
         index_rows = conn.execute(
             text(
-                "SELECT INDEX_NAME, COLUMN_NAME, SUB_PART, INDEX_TYPE "
-                "FROM information_schema.STATISTICS "
+                "SELECT INDEX_NAME, COLUMN_NAME, SUB_PART, INDEX_TYPE, COLLATION, INDEX_COMMENT, "
+                f"{hidden} FROM information_schema.STATISTICS "
                 "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND NON_UNIQUE = 1 "
                 "ORDER BY INDEX_NAME, SEQ_IN_INDEX"
             ),
@@ -414,16 +422,25 @@ class MySQLAdapter(Adapter):
         for row in index_rows:
             indexes.setdefault(row[0], []).append(row)
         for name, rows in indexes.items():
-            if name in fks or rows[0][3] not in ("BTREE", "HASH"):
+            if name in fks:
                 continue  # InnoDB would refuse to drop an index a foreign key uses
-            cols = ", ".join(f"`{r[1]}`" + (f"({r[2]})" if r[2] else "") for r in rows)
+            if rows[0][3] not in ("BTREE", "HASH"):
+                continue  # FULLTEXT and SPATIAL indexes stay: the load keeps them current
+            if any(r[1] is None for r in rows):
+                continue  # a functional key part (MySQL 8): no column to rebuild it from
+            cols = ", ".join(
+                quote(r[1]) + (f"({r[2]})" if r[2] else "") + (" DESC" if r[4] == "D" else "")
+                for r in rows
+            )
+            comment = f" COMMENT {self.sql_string(rows[0][5])}" if rows[0][5] else ""
+            comment += hide if rows[0][6] else ""
             found.append(
                 DeferredObject(
                     table,
                     "index",
                     name,
-                    f"DROP INDEX `{name}` ON {quoted}",
-                    f"CREATE INDEX `{name}` ON {quoted} ({cols})",
+                    f"DROP INDEX {quote(name)} ON {quoted}",
+                    f"CREATE INDEX {quote(name)} ON {quoted} ({cols}){comment}",
                 )
             )
         return found

@@ -212,7 +212,9 @@ class PostgresAdapter(Adapter):
                 "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
                 "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
                 "WHERE t.relname = :t AND t.relnamespace = to_regnamespace(current_schema())::oid "
-                "AND NOT x.indisprimary AND NOT x.indisunique"
+                "AND NOT x.indisprimary AND NOT x.indisunique "
+                # An exclusion constraint's index cannot be dropped on its own.
+                "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid)"
             ),
             {"t": table},
         ).all()
@@ -240,21 +242,27 @@ class PostgresAdapter(Adapter):
                     f"ALTER TABLE {quoted} ADD CONSTRAINT {preparer.quote(name)} {definition}",
                 )
             )
+        # One object per enabled user trigger, switched off by name and back on in the
+        # mode it had (origin, ALWAYS or REPLICA); one the user had disabled stays alone.
         triggers = conn.execute(
             text(
-                "SELECT count(*) FROM pg_trigger g JOIN pg_class t ON t.oid = g.tgrelid "
-                "WHERE t.relname = :t AND NOT g.tgisinternal AND g.tgenabled <> 'D'"
+                "SELECT g.tgname, g.tgenabled FROM pg_trigger g "
+                "JOIN pg_class t ON t.oid = g.tgrelid "
+                "WHERE t.relname = :t AND t.relnamespace = to_regnamespace(current_schema())::oid "
+                "AND NOT g.tgisinternal AND g.tgenabled <> 'D' ORDER BY g.tgname"
             ),
             {"t": table},
-        ).scalar()
-        if triggers:
+        ).all()
+        for name, enabled in triggers:
+            trigger = preparer.quote_identifier(name)
+            mode = _TRIGGER_MODES[enabled]
             found.append(
                 DeferredObject(
                     table,
-                    "triggers",
-                    "user triggers",
-                    f"ALTER TABLE {quoted} DISABLE TRIGGER USER",
-                    f"ALTER TABLE {quoted} ENABLE TRIGGER USER",
+                    "trigger",
+                    name,
+                    f"ALTER TABLE {quoted} DISABLE TRIGGER {trigger}",
+                    f"ALTER TABLE {quoted} ENABLE {mode}TRIGGER {trigger}",
                 )
             )
         return found
@@ -447,6 +455,10 @@ class PostgresAdapter(Adapter):
 
     def drop_database(self, admin: Connection, name: str) -> None:
         admin.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# pg_trigger.tgenabled of an enabled trigger -> the ENABLE clause that puts it back so.
+_TRIGGER_MODES = {"O": "", "A": "ALWAYS ", "R": "REPLICA "}
 
 
 # One function serves every captured table; the key columns come as trigger arguments.
