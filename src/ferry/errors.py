@@ -172,3 +172,15 @@ def _size(n: int) -> str:
             break
         value, unit = value / 1024, bigger
     return f"{value:,.1f} {unit} ({n:,} bytes)"
+
+
+class DatabaseLocked(LockTimeout):
+    """A SQLite database stayed locked by another process past the busy timeout."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"SQLite database {path} is locked: another process holds a write lock on it",
+            hint="close the program or connection holding it (a sqlite3 shell, an app, another "
+            "Ferry run), then run the same command again",
+        )
+        self.path = path

@@ -188,11 +188,6 @@ def test_mariadb_never_clamps_or_defaults_a_value_even_when_the_server_is_not_st
     assert "nn" in errors[(4,)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="types.arrow_type maps a MySQL TIMESTAMP column to a naive Arrow timestamp: "
-    "instants reach it as UTC wall clocks, read in the server's zone",
-)
 @pytest.mark.parametrize("pair", [(PG, MY)], indirect=True, ids=_pair_id)
 @pytest.mark.parametrize("batch_size", [1, 1000])
 def test_instants_land_in_a_mariadb_timestamp_whatever_the_session_zone(
@@ -311,12 +306,6 @@ def test_types_survive_into_sqlite(pair: Pair) -> None:
     assert ts.replace(tzinfo=None) == datetime(2024, 3, 4, 6, 15, 0, 123456)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a created SQLite NUMERIC(38, 18) column has NUMERIC affinity, which turns the "
-    "decimal's text into a REAL (12345678901234567890.1... -> 1.23456789012346e+19, "
-    "-1E-18 -> 0)",
-)
 @pytest.mark.parametrize("pair", [(PG, LITE)], indirect=True, ids=_pair_id)
 def test_decimals_with_many_digits_survive_into_sqlite(pair: Pair) -> None:
     pair.source_sql("CREATE TABLE nums (id INTEGER PRIMARY KEY, dec NUMERIC(38, 18))")
@@ -331,11 +320,6 @@ def test_decimals_with_many_digits_survive_into_sqlite(pair: Pair) -> None:
     assert [r[1] for r in pair.rows("nums", "id", "dec")] == [Decimal(v) for v in values]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a locked SQLite target escapes as sqlalchemy OperationalError 'database is "
-    "locked' (from reflection), no typed error naming the file",
-)
 @pytest.mark.parametrize("pair", [(PG, LITE)], indirect=True, ids=_pair_id)
 def test_a_locked_sqlite_target_fails_the_copy_clearly(pair: Pair) -> None:
     import sqlite3
@@ -356,3 +340,105 @@ def test_a_locked_sqlite_target_fails_the_copy_clearly(pair: Pair) -> None:
         holder.execute("ROLLBACK")
         holder.close()
     assert "lock" in str(raised.value).lower()
+
+
+@pytest.mark.parametrize("pair", [(MY, PG)], indirect=True, ids=_pair_id)
+@pytest.mark.parametrize(
+    "zone",
+    [
+        pytest.param("", id="server-zone"),
+        pytest.param("SET time_zone='+02:00'", id="plus-two"),
+    ],
+)
+def test_instants_read_from_a_mariadb_timestamp_whatever_the_session_zone(
+    pair: Pair, zone: str
+) -> None:
+    # The instants are written as UTC; the copy then reads the source in `zone` (a URL's
+    # init_command: connectorx refuses the URL, so that read goes through the driver).
+    pair.source_sql("CREATE TABLE t (id INT PRIMARY KEY, ts TIMESTAMP(6) NULL, naive DATETIME)")
+    pair.source_sql(
+        "INSERT INTO t VALUES (1, CONVERT_TZ('2024-01-01 12:00:00.5', '+00:00', "
+        "@@session.time_zone), '2024-03-01 08:00:00'), (2, NULL, NULL), "
+        "(3, CONVERT_TZ('2024-07-01 04:30:00', '+00:00', @@session.time_zone), NULL)"
+    )
+    if zone:
+        pair.source = pair.source + "?init_command=" + quote(zone, safe="")
+
+    report = pair.copy("load: {batch_size: 1000}\n")
+
+    assert counts_of(report)["t"] == Counts(read=3, written=3)
+    # The instant as its UTC wall clock, whatever type the target column got.
+    got = query(
+        pair.target,
+        "SELECT id, to_char(CASE WHEN pg_typeof(ts) = 'timestamptz'::regtype "
+        "THEN ts::timestamptz AT TIME ZONE 'UTC' ELSE ts::timestamp END, "
+        "'YYYY-MM-DD HH24:MI:SS.US'), CAST(naive AS TEXT) FROM t ORDER BY id",
+    )
+    assert got == [
+        (1, "2024-01-01 12:00:00.500000", "2024-03-01 08:00:00"),
+        (2, None, None),
+        (3, "2024-07-01 04:30:00.000000", None),
+    ]
+
+
+@pytest.mark.parametrize("pair", [(PG, LITE)], indirect=True, ids=_pair_id)
+def test_sqlite_decimals_keep_their_type_and_order_on_the_way_back(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """PostgreSQL -> SQLite -> PostgreSQL: the SQLite column keeps every digit as text, still
+    reads as NUMERIC(38,18), and a decimal key keeps its numeric order there."""
+    from ferry.data.copy import copy_data
+    from ferry.data.spec import parse_job
+    from tests.integration.test_verify import assert_passes, verify
+
+    pair.source_sql("CREATE TABLE nums (id NUMERIC(20, 0) PRIMARY KEY, dec NUMERIC(38, 18))")
+    values = ["12345678901234567890.123456789012345678", "-0.000000000000000001", None]
+    pair.source_sql(
+        "INSERT INTO nums VALUES (:id, CAST(:dec AS NUMERIC))",
+        [{"id": i, "dec": v} for i, v in zip([9, 10, 11], values, strict=True)],
+    )
+    pair.copy("load: {batch_size: 2}\n")
+    declared = dict(query(pair.target, "SELECT name, type FROM pragma_table_info('nums')"))
+    assert declared["dec"] == "DECIMAL_TEXT(38,18)"
+    assert query(pair.target, "SELECT id FROM nums ORDER BY id") == [(9,), (10,), (11,)]
+    assert_passes(verify(pair, ""))
+
+    with make_pair((LITE, PG), tmp_path / "back") as back:
+        back.source = pair.target
+        back_job = back.folder / "job.yaml"
+        back_job.write_text(back.spec_text(""))
+        copy_data(parse_job(back_job.read_text(), path=back_job), spec_path=back_job)
+        types = query(
+            back.target,
+            "SELECT column_name, data_type, numeric_precision, numeric_scale "
+            "FROM information_schema.columns WHERE table_name = 'nums' ORDER BY column_name",
+        )
+        assert types == [("dec", "numeric", 38, 18), ("id", "numeric", 20, 0)]
+        assert back.rows("nums", "id", "dec") == [
+            (9, Decimal(values[0])),
+            (10, Decimal(values[1])),
+            (11, None),
+        ]
+        assert_passes(verify(back, ""))
+
+
+@pytest.mark.parametrize("pair", [(PG, LITE)], indirect=True, ids=_pair_id)
+def test_a_locked_sqlite_target_names_the_file_and_what_to_do(pair: Pair) -> None:
+    import sqlite3
+
+    from ferry.errors import DatabaseLocked
+
+    pair.source_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    pair.source_sql("INSERT INTO t VALUES (1, 'x')")
+    path = pair.target.removeprefix("sqlite:///")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(DatabaseLocked) as raised:
+            pair.copy("load: {batch_size: 2}\n")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert str(Path(path).resolve()) in raised.value.message
+    assert "another process holds a write lock" in raised.value.message
+    assert "run the same command again" in (raised.value.hint or "")

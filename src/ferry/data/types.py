@@ -15,6 +15,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.sql.sqltypes import _AbstractInterval
 
 from ferry.db.adapter import is_unbounded_numeric
+from ferry.db.sqlite import DecimalText
 from ferry.errors import ConfigError
 
 _OVERRIDE = re.compile(r"^\s*([a-z ]+?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$", re.I)
@@ -58,9 +59,25 @@ KEY_TEXT = sat.Text().with_variant(mysql.VARCHAR(255), "mysql", "mariadb")
 KEY_BINARY = sat.LargeBinary().with_variant(mysql.VARBINARY(255), "mysql", "mariadb")
 
 
-#: NUMERIC without precision keeps any number on PostgreSQL; MySQL's plain DECIMAL would be
-#: DECIMAL(10,0) and round every fraction away, so there it is the widest DECIMAL.
-UNBOUNDED_NUMERIC = sat.Numeric().with_variant(mysql.DECIMAL(65, 30), "mysql", "mariadb")
+def exact_decimal(precision: int | None = None, scale: int | None = None) -> sat.TypeEngine[Any]:
+    """An exact decimal column. SQLite's NUMERIC affinity keeps 15 digits of a fraction or
+    of an integer past 64 bits, so there it is DECIMAL_TEXT (TEXT affinity, every digit);
+    integers of up to 18 digits stay NUMERIC, stored as exact 64-bit INTEGERs."""
+    if precision is None:
+        # NUMERIC without precision keeps any number on PostgreSQL; MySQL's plain DECIMAL
+        # would be DECIMAL(10,0) and round every fraction away: there the widest DECIMAL.
+        return (
+            sat.Numeric()
+            .with_variant(mysql.DECIMAL(65, 30), "mysql", "mariadb")
+            .with_variant(DecimalText(), "sqlite")
+        )
+    numeric = sat.Numeric(precision, scale or 0)
+    if not scale and precision <= 18:
+        return numeric
+    return numeric.with_variant(DecimalText(precision, scale or 0), "sqlite")
+
+
+UNBOUNDED_NUMERIC = exact_decimal()
 
 
 def indexable(column_type: sat.TypeEngine[Any]) -> sat.TypeEngine[Any]:
@@ -69,6 +86,14 @@ def indexable(column_type: sat.TypeEngine[Any]) -> sat.TypeEngine[Any]:
         return KEY_TEXT
     if column_type is LONG_BINARY:
         return KEY_BINARY
+    if isinstance(getattr(column_type, "_variant_mapping", {}).get("sqlite"), DecimalText):
+        # A key keeps SQLite's NUMERIC affinity: as text, key ranges would order '10'
+        # before '9'.
+        precision = getattr(column_type, "precision", None)
+        numeric = sat.Numeric(precision, getattr(column_type, "scale", None))
+        if precision is None:
+            return numeric.with_variant(mysql.DECIMAL(65, 30), "mysql", "mariadb")
+        return numeric
     return column_type
 
 
@@ -106,9 +131,7 @@ def parse_type(text: str, *, key: str) -> sat.TypeEngine[Any]:
     if cls is sat.Numeric:
         if not args:
             return UNBOUNDED_NUMERIC
-        precision = args[0] if args else None
-        scale = args[1] if len(args) > 1 else (0 if args else None)
-        return sat.Numeric(precision, scale)
+        return exact_decimal(args[0], args[1] if len(args) > 1 else 0)
     return cls()
 
 
@@ -121,7 +144,7 @@ def translate_type(source: sat.TypeEngine[Any]) -> sat.TypeEngine[Any]:
     ) and getattr(source, "unsigned", False):
         # Unsigned values need the next wider signed type.
         if isinstance(source, mysql.BIGINT):
-            return sat.Numeric(20, 0)
+            return exact_decimal(20, 0)
         if isinstance(source, mysql.INTEGER):
             return sat.BigInteger()
         return sat.Integer()
@@ -138,7 +161,7 @@ def translate_type(source: sat.TypeEngine[Any]) -> sat.TypeEngine[Any]:
         bits = getattr(source, "length", 1) or 1
         if bits == 1:
             return sat.Boolean()
-        return sat.BigInteger() if bits < 64 else sat.Numeric(20, 0)
+        return sat.BigInteger() if bits < 64 else exact_decimal(20, 0)
     if isinstance(source, (mysql.TINYTEXT, mysql.MEDIUMTEXT, mysql.LONGTEXT)):
         return LONG_TEXT
     if isinstance(
@@ -149,7 +172,7 @@ def translate_type(source: sat.TypeEngine[Any]) -> sat.TypeEngine[Any]:
     if isinstance(source, sat.Numeric) and not isinstance(source, sat.Float):
         if source.precision is None:
             return UNBOUNDED_NUMERIC
-        return sat.Numeric(source.precision, source.scale or 0)
+        return exact_decimal(source.precision, source.scale or 0)
     if isinstance(source, sat.Interval | _AbstractInterval):
         # Before DateTime (a non-native Interval is one). MySQL has no interval: its TIME
         # holds durations of up to 838 hours either way; a longer one is a load error.
@@ -216,6 +239,9 @@ def arrow_type(column_type: sat.TypeEngine[Any]) -> pa.DataType:
         return pa.decimal128(min(t.precision, 38), t.scale or 0)
     if isinstance(t, sat.Interval):  # before DateTime: a non-native Interval is one
         return pa.duration("us")
+    if isinstance(t, mysql.TIMESTAMP):
+        # An instant (stored as UTC, shown in the session's zone): loads write it as UTC.
+        return pa.timestamp("us", tz="UTC")
     if isinstance(t, sat.DateTime):
         return pa.timestamp("us", tz="UTC" if getattr(t, "timezone", False) is True else None)
     if isinstance(t, sat.Date):
@@ -236,7 +262,7 @@ def sa_type_for_arrow(dtype: pa.DataType) -> sat.TypeEngine[Any]:
     if pa.types.is_floating(dtype):
         return sat.Double()
     if pa.types.is_decimal(dtype):
-        return sat.Numeric(dtype.precision, dtype.scale)
+        return exact_decimal(dtype.precision, dtype.scale)
     if pa.types.is_timestamp(dtype):
         return sat.DateTime(timezone=dtype.tz is not None)
     if pa.types.is_date(dtype):

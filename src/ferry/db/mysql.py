@@ -86,8 +86,6 @@ class _TimeOfDay(sat.TypeDecorator[time]):
 _STRICT_MODE = (
     "CONCAT_WS(',', NULLIF(@@session.sql_mode, ''), 'STRICT_ALL_TABLES', 'NO_AUTO_VALUE_ON_ZERO')"
 )
-_STRICT_SESSION = f"SET @ferry_sql_mode = @@session.sql_mode, SESSION sql_mode = {_STRICT_MODE}"
-_RESTORE_SQL_MODE = "SET SESSION sql_mode = @ferry_sql_mode"
 _LOAD_SESSION = (
     f"SET @ferry_sql_mode = @@session.sql_mode, @ferry_time_zone = @@session.time_zone, "
     f"SESSION sql_mode = {_STRICT_MODE}, SESSION time_zone = '+00:00'"
@@ -201,6 +199,12 @@ class MySQLAdapter(Adapter):
     def read_expression(self, column: Any) -> Any:
         # Zero dates (0000-00-00) have no value in any other database: they become NULL,
         # as pgloader does.
+        if isinstance(column.type, mysql.TIMESTAMP):
+            # An instant, shown in the session's zone (whatever a URL's init_command or the
+            # server set): read as UTC, the zone its Arrow type carries.
+            instant = func.nullif(column, literal_column("0"), type_=column.type)
+            zone: Any = literal_column("@@session.time_zone")
+            return func.convert_tz(instant, zone, "+00:00", type_=column.type).label(column.name)
         if isinstance(column.type, (sat.Date, sat.DateTime)):
             return func.nullif(column, literal_column("0"), type_=column.type).label(column.name)
         if isinstance(column.type, sat.Time):
@@ -230,11 +234,11 @@ class MySQLAdapter(Adapter):
             if not self._local_infile or data.num_rows == 1:
                 # One row: a plain INSERT, so the server's own error names the problem
                 # (and durations and dates past 9999 go through the driver's own types).
-                cursor.execute(_STRICT_SESSION)
+                cursor.execute(_LOAD_SESSION)
                 try:
                     super().bulk_insert(conn, table, data)
                 finally:
-                    cursor.execute(_RESTORE_SQL_MODE)
+                    cursor.execute(_RESTORE_SESSION)
         finally:
             cursor.close()
 
@@ -328,11 +332,11 @@ class MySQLAdapter(Adapter):
         else:
             changes = {conflict[0]: table.c[conflict[0]]}
         statement = statement.on_duplicate_key_update(changes or {names[0]: table.c[names[0]]})
-        conn.exec_driver_sql(_STRICT_SESSION)
+        conn.exec_driver_sql(_LOAD_SESSION)
         try:
             return self._upsert(conn, table, data, statement, conflict, update)
         finally:
-            conn.exec_driver_sql(_RESTORE_SQL_MODE)
+            conn.exec_driver_sql(_RESTORE_SESSION)
 
     def _upsert(
         self,

@@ -12,18 +12,60 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy import Column, Connection, Engine, Table, cast, event, exc, func, literal, text
 from sqlalchemy import types as sat
+from sqlalchemy.dialects.sqlite import base as sqlite_base
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, ExceptionContext
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
 from ferry.config.project import PoolConfig
 from ferry.db.adapter import Adapter, DeferredObject, register
 from ferry.db.lock import LockSession
+from ferry.errors import DatabaseLocked
 
 _MEMORY_LOCKS: dict[str, threading.Lock] = {}
-# sqlite3 cannot bind Decimal; text keeps every digit (NUMERIC affinity converts it back).
-sqlite3.register_adapter(Decimal, str)
+
+
+def _decimal_text(value: Any) -> Any:
+    """A number as fixed-point text (`-0.000000000000000001`, not `-1E-18`)."""
+    if value is None or isinstance(value, str):
+        return value
+    return format(value if isinstance(value, Decimal) else Decimal(str(value)), "f")
+
+
+# sqlite3 cannot bind Decimal: it goes as text. Only a TEXT-affinity column keeps that text
+# (DecimalText); NUMERIC affinity turns it into an INTEGER or a REAL of 15 digits.
+sqlite3.register_adapter(Decimal, _decimal_text)
+
+
+class DecimalText(sat.Numeric):  # type: ignore[type-arg]
+    """An exact decimal in SQLite, declared `DECIMAL_TEXT(p,s)`: the name holds TEXT, so
+    SQLite's affinity keeps the digits as written (a `NUMERIC(p,s)` column would store
+    12345678901234567890.1 as the REAL 1.23456789012346e+19), and reflection reads the
+    name back as a decimal of that precision and scale."""
+
+    __visit_name__ = "DECIMAL_TEXT"
+    cache_ok = True
+
+    def bind_processor(self, dialect: Any) -> Any:
+        return _decimal_text
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        def process(value: Any) -> Any:
+            return None if value is None else Decimal(str(value))
+
+        return process
+
+
+@compiles(DecimalText)
+def _compile_decimal_text(type_: DecimalText, compiler: Any, **kw: Any) -> str:
+    if type_.precision is None:
+        return "DECIMAL_TEXT"
+    return f"DECIMAL_TEXT({type_.precision},{type_.scale or 0})"
+
+
+sqlite_base.ischema_names["DECIMAL_TEXT"] = DecimalText
 
 
 def database_path(url: URL) -> Path | None:
@@ -137,6 +179,16 @@ class SQLiteAdapter(Adapter):
             # Stop pysqlite from committing before DDL; Ferry emits BEGIN itself.
             dbapi_connection.isolation_level = None
             dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+        @event.listens_for(engine, "handle_error")
+        def _on_error(context: ExceptionContext) -> None:
+            # SQLite's busy timeout ran out: another process holds the file's lock. Said once
+            # here, whichever statement (reflection, a load, a checksum) met it.
+            error = context.original_exception
+            if isinstance(error, sqlite3.OperationalError) and "database is locked" in str(error):
+                path = database_path(engine.url)
+                where = str(path.resolve()) if path is not None else str(engine.url.database)
+                raise DatabaseLocked(where) from error
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
@@ -262,8 +314,8 @@ class SQLiteAdapter(Adapter):
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {quote(f'ferry_delta_{table}_{suffix}')}")
 
     def read_expression(self, column: Any) -> Any:
-        # SQLite stores NUMERIC values as integers, reals or text, row by row; as text every
-        # digit survives and the reader sees one type.
+        # SQLite stores a NUMERIC column's values as integers, reals or text, row by row
+        # (a DECIMAL_TEXT one's as text): read as text, the reader sees one type.
         if isinstance(column.type, sat.Numeric) and not isinstance(column.type, sat.Float):
             return cast(column, sat.Text).label(column.name)
         return column
