@@ -442,3 +442,33 @@ def test_a_locked_sqlite_target_names_the_file_and_what_to_do(pair: Pair) -> Non
     assert str(Path(path).resolve()) in raised.value.message
     assert "another process holds a write lock" in raised.value.message
     assert "run the same command again" in (raised.value.hint or "")
+
+
+@pytest.mark.parametrize("pair", [(PG, LITE)], indirect=True, ids=_pair_id)
+def test_rows_compressed_on_disk_are_chunked_by_their_width_once_read(pair: Pair) -> None:
+    """2 MB texts TOAST compresses to a few KB, in a table never analysed: chunks had been
+    sized by the default row count (the whole table, about 500 MB once read, in one chunk)
+    and, once analysed, by the compressed width."""
+    pair.source_sql("CREATE TABLE wide (id INTEGER PRIMARY KEY, note TEXT)")
+    pair.source_sql(
+        "INSERT INTO wide SELECT g, repeat(chr(97 + g % 26), 2 * 1024 * 1024) "
+        "FROM generate_series(1, 240) g"
+    )
+    job = pair.folder / "wide.yaml"
+    job.write_text(pair.spec_text("load: {workers: 1}\n"))
+
+    done = subprocess.run(
+        [sys.executable, "-c", _COPY_AND_MEASURE, str(job)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["written"] == 240
+    assert result["peak_kib"] < 500 * 1024, result
+    assert query(pair.target, "SELECT COUNT(*), SUM(LENGTH(note)) FROM wide") == [
+        (240, 240 * 2 * 1024 * 1024)
+    ]

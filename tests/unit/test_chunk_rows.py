@@ -30,14 +30,17 @@ def test_auto_chunk_rows(
 
 
 class _Stats:
-    def __init__(self, rows: int | None, size: int | None) -> None:
-        self.rows, self.size = rows, size
+    def __init__(self, rows: int | None, size: int | None, sampled: float | None = None) -> None:
+        self.rows, self.size, self.sampled = rows, size, sampled
 
     def estimated_rows(self, conn: Any, table: str) -> int | None:
         return self.rows
 
     def table_bytes(self, conn: Any, tables: list[str]) -> dict[str, int]:
         return {} if self.size is None else {tables[0]: self.size}
+
+    def sampled_row_bytes(self, conn: Any, table: str) -> float | None:
+        return self.sampled
 
 
 def test_chunk_rows_uses_the_job_setting_else_the_statistics() -> None:
@@ -46,3 +49,7 @@ def test_chunk_rows_uses_the_job_setting_else_the_statistics() -> None:
     assert chunk_rows(stats, None, "t", None, 2) == CHUNK_BYTES // 64
     unknown: Any = _Stats(None, 10**9)
     assert chunk_rows(unknown, None, "t", None, 2) == DEFAULT_CHUNK_ROWS
+    # Values stored compressed: the width once read sizes the chunk, with or without counts.
+    compressed: Any = _Stats(5_000_000, 5_000_000 * 64, sampled=64 * 1024)
+    assert chunk_rows(compressed, None, "t", None, 2) == 2 * CHUNK_BYTES // (64 * 1024)
+    assert chunk_rows(_Stats(None, None, sampled=2**20), None, "t", None, 2) == 32

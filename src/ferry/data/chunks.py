@@ -62,7 +62,11 @@ def chunk_rows(
         return batch_size
     rows = adapter.estimated_rows(conn, table)
     size = adapter.table_bytes(conn, [table]).get(table)
-    return auto_chunk_rows(size / rows if size and rows else None, rows, workers)
+    width = size / rows if size and rows else None
+    sampled = adapter.sampled_row_bytes(conn, table)
+    if sampled is not None:  # values stored compressed: the wider measure bounds memory
+        width = max(width or 0.0, sampled)
+    return auto_chunk_rows(width, rows, workers)
 
 
 #: Key columns read in key order as Arrow batches by the caller's fast reader, or None where

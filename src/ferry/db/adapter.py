@@ -308,6 +308,11 @@ class Adapter:
         one: chunk planning needs only the order of magnitude."""
         return None
 
+    def sampled_row_bytes(self, conn: Connection, table: str) -> float | None:
+        """Bytes a row's values take once read, measured on a few rows, where the size on
+        disk understates it (values stored compressed); None: the size on disk tells."""
+        return None
+
     def explain_rows(self, conn: Connection, query: Any) -> int | None:
         """The planner's estimate of the rows a one-table SELECT reads (its statistics, no
         scan), if this database gives one."""
