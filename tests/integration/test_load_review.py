@@ -445,17 +445,20 @@ def test_a_locked_sqlite_target_names_the_file_and_what_to_do(pair: Pair) -> Non
 
 
 @pytest.mark.parametrize("pair", [(PG, LITE)], indirect=True, ids=_pair_id)
-def test_rows_compressed_on_disk_are_chunked_by_their_width_once_read(pair: Pair) -> None:
+@pytest.mark.parametrize("strategy", ["bulk", "stream"])
+def test_rows_compressed_on_disk_are_chunked_by_their_width_once_read(
+    pair: Pair, strategy: str
+) -> None:
     """2 MB texts TOAST compresses to a few KB, in a table never analysed: chunks had been
     sized by the default row count (the whole table, about 500 MB once read, in one chunk)
-    and, once analysed, by the compressed width."""
+    and, once analysed, by the compressed width; a stream flushed every 100,000 rows."""
     pair.source_sql("CREATE TABLE wide (id INTEGER PRIMARY KEY, note TEXT)")
     pair.source_sql(
         "INSERT INTO wide SELECT g, repeat(chr(97 + g % 26), 2 * 1024 * 1024) "
         "FROM generate_series(1, 240) g"
     )
     job = pair.folder / "wide.yaml"
-    job.write_text(pair.spec_text("load: {workers: 1}\n"))
+    job.write_text(pair.spec_text(f"load: {{workers: 1, strategy: {strategy}}}\n"))
 
     done = subprocess.run(
         [sys.executable, "-c", _COPY_AND_MEASURE, str(job)],

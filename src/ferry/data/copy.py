@@ -40,7 +40,6 @@ from sqlalchemy import exc as sa_exc
 from ferry.config.project import Project
 from ferry.data import aggregate, deferral, delta, state
 from ferry.data.chunks import (
-    DEFAULT_CHUNK_ROWS,
     KeyRange,
     chunk_rows,
 )
@@ -403,7 +402,8 @@ class _Job:
             return
         start = KeyRange(chunk.index, position or chunk.lo, chunk.hi)
         load = self.spec.load
-        flush_rows = load.batch_size or DEFAULT_CHUNK_ROWS
+        with self.source.connect() as conn:  # a flush holds a chunk's bytes, not more
+            flush_rows = chunk_rows(self.source.adapter, conn, plan.source.name, load.batch_size, 1)
         window = self.windows.get(plan.name)
         extra = (
             window.predicate(plan.source.c[plan.spec.cursor])
