@@ -727,12 +727,13 @@ def test_killed_while_building_keys_rerun_finishes_them_quietly(
     job = _write_job(tmp_path / "job.yaml", source, target, "  parents:\n  items:\n")
     child = _start(job, tmp_path, children)
     _wait_for(
-        lambda: bool(_probe(target, "SELECT 1 FROM pg_indexes WHERE indexname = 'items_pkey'")),
+        lambda: bool(_probe(target, "SELECT 1 FROM pg_tables WHERE tablename = 'items'")),
         child,
-        "building the primary key's index",
+        "creating the table",
         tmp_path,
     )
-    # Index builds share this lock; making the index the primary key waits for it.
+    # The load and the index builds share this lock; making the index the primary key
+    # waits for it. Taken as soon as the table exists, so the copy cannot get past it.
     held = _hold_lock(target, "items", "ACCESS SHARE")
     try:
         _wait_for(
