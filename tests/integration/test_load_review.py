@@ -7,6 +7,7 @@ a copy of wide rows stays within memory bounded by the chunk budget, not the tab
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -214,7 +215,7 @@ def test_instants_land_in_a_mariadb_timestamp_whatever_the_session_zone(
 
 # ------------------------------------------------------------------------- memory bounds
 
-WIDE_ROWS, WIDE_BYTES = 240, 2**20  # 240 MB of values no compression shrinks
+WIDE_BYTES = 2**20  # values no compression shrinks
 
 _COPY_AND_MEASURE = """
 import json, sys
@@ -234,30 +235,10 @@ print(json.dumps({
 """
 
 
-@pytest.mark.parametrize("pair", [(PG, MY), (LITE, MY)], indirect=True, ids=_pair_id)
-def test_wide_rows_are_copied_in_chunks_sized_by_their_width(pair: Pair) -> None:
-    """1 MB rows, a few 4 MB ones among them: a chunk holds a budget's bytes, not a
-    thousand rows (a whole table of this width), so the copy's peak RSS stays far below
-    the table's size."""
-    blob = "BYTEA" if pair.source_dialect == PG else "BLOB"
-    pair.source_sql(f"CREATE TABLE wide (id INTEGER PRIMARY KEY, note TEXT, v {blob})")
-    for start in range(0, WIDE_ROWS, 20):
-        pair.source_sql(
-            "INSERT INTO wide (id, note, v) VALUES (:id, :note, :v)",
-            [
-                {
-                    "id": i,
-                    "note": f"row {i}",
-                    "v": os.urandom(4 * WIDE_BYTES if i % 97 == 5 else WIDE_BYTES),
-                }
-                for i in range(start + 1, start + 21)
-            ],
-        )
-    if pair.source_dialect == PG:
-        pair.source_sql("ANALYZE wide")
-    job = pair.folder / "wide.yaml"
-    job.write_text(pair.spec_text("load: {workers: 1}\n"))
-
+def _copy_measured(pair: Pair, name: str, load: str) -> dict[str, int]:
+    """Copy table `name` alone in a child process: what it wrote, and its own peak RSS."""
+    job = pair.folder / f"{name}.yaml"
+    job.write_text(pair.spec_text(f"include: [{name}]\nload: {load}\n"))
     done = subprocess.run(
         [sys.executable, "-c", _COPY_AND_MEASURE, str(job)],
         capture_output=True,
@@ -265,14 +246,43 @@ def test_wide_rows_are_copied_in_chunks_sized_by_their_width(pair: Pair) -> None
         timeout=600,
         check=False,
     )
-
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["written"] == WIDE_ROWS
-    # The table holds about 250 MB; a whole-table chunk costs several times that.
-    assert result["peak_kib"] < 500 * 1024, result
-    sizes = query(pair.target, "SELECT COUNT(*), SUM(LENGTH(v)) FROM wide")
-    assert sizes == [(WIDE_ROWS, WIDE_ROWS * WIDE_BYTES + 3 * 3 * WIDE_BYTES)]
+    result: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize("pair", [(PG, MY), (LITE, MY)], indirect=True, ids=_pair_id)
+def test_wide_rows_are_copied_in_chunks_sized_by_their_width(pair: Pair) -> None:
+    """1 MB rows, a few 4 MB ones among them: a chunk holds a budget's bytes, not a
+    thousand rows (a whole table of this width), so the copy's peak RSS does not grow
+    with the table: 100 rows and 400 rows peak alike."""
+    blob = "BYTEA" if pair.source_dialect == PG else "BLOB"
+    for name, rows in (("small", 100), ("big", 400)):
+        pair.source_sql(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, note TEXT, v {blob})")
+        for start in range(0, rows, 20):
+            pair.source_sql(
+                f"INSERT INTO {name} (id, note, v) VALUES (:id, :note, :v)",
+                [
+                    {
+                        "id": i,
+                        "note": f"row {i}",
+                        "v": os.urandom(4 * WIDE_BYTES if i % 97 == 5 else WIDE_BYTES),
+                    }
+                    for i in range(start + 1, start + 21)
+                ],
+            )
+        if pair.source_dialect == PG:
+            pair.source_sql(f"ANALYZE {name}")
+
+    small = _copy_measured(pair, "small", "{workers: 1}")
+    big = _copy_measured(pair, "big", "{workers: 1}")
+
+    assert (small["written"], big["written"]) == (100, 400)
+    # Whole-table chunks would add about 300 MB (several times that once encoded).
+    grown = big["peak_kib"] - small["peak_kib"]
+    assert grown < 100 * 1024, (small, big)
+    sizes = query(pair.target, "SELECT COUNT(*), SUM(LENGTH(v)) FROM big")
+    assert sizes == [(400, sum(4 if i % 97 == 5 else 1 for i in range(1, 401)) * WIDE_BYTES)]
 
 
 # ------------------------------------------------------------------------- SQLite target
@@ -479,3 +489,23 @@ def test_rows_compressed_on_disk_are_chunked_by_their_width_once_read(
     assert query(pair.target, "SELECT COUNT(*), SUM(LENGTH(note)) FROM wide") == [
         (240, 240 * 2 * 1024 * 1024)
     ]
+
+
+@pytest.mark.parametrize("pair", [(LITE, MY), (LITE, PG)], indirect=True, ids=_pair_id)
+def test_a_refused_row_of_huge_values_is_rejected_with_their_digest(pair: Pair) -> None:
+    """A 4 MB blob refused by the target went into ferry_rejects whole: some 30 MB of JSON,
+    past MariaDB's max_allowed_packet, which ended the connection and the copy with it."""
+    blob = os.urandom(4 * WIDE_BYTES)
+    pair.source_sql("CREATE TABLE wide (id INTEGER PRIMARY KEY, v BLOB)")
+    pair.source_sql("INSERT INTO wide VALUES (:i, :v)", [{"i": i, "v": blob} for i in (1, 2, 3)])
+    binary = "LONGBLOB" if pair.target_dialect == MY else "BYTEA"
+    pair.target_sql(f"CREATE TABLE wide (id INTEGER PRIMARY KEY CHECK (id <> 2), v {binary})")
+
+    report = pair.copy("load: {workers: 1}\n")
+
+    assert counts_of(report)["wide"] == Counts(read=3, written=2, rejected=1)
+    [(_, key, rule, _, row)] = pair.rejects()
+    assert (key, rule) == ([2], "load")
+    text = json.dumps(str(blob), ensure_ascii=False)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    assert row == {"id": 2, "v": f"<{len(text):,} characters left out; sha256 {digest}>"}

@@ -6,6 +6,7 @@ any moment resumes without duplicates or gaps.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -313,6 +314,26 @@ def source_key_text(key: list[Any] | None) -> str:
     return json.dumps(key, default=str, ensure_ascii=False)
 
 
+#: A reject keeps each value up to this many characters of its JSON text. A 4 MB blob is
+#: some 30 MB as text, past MariaDB's max_allowed_packet (16 MB), which ends the connection
+#: and with it the copy; the source still holds the value, the reject names its digest.
+REJECT_VALUE_CHARS = 65_536
+
+
+def reject_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A rejected row as `ferry_rejects.row_data` holds it: JSON values, each one longer
+    than REJECT_VALUE_CHARS replaced by a note with its length and SHA-256."""
+    kept: dict[str, Any] = {}
+    for name, value in row.items():
+        text = json.dumps(value, default=str, ensure_ascii=False)
+        if len(text) > REJECT_VALUE_CHARS:
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            kept[name] = f"<{len(text):,} characters left out; sha256 {digest}>"
+        else:
+            kept[name] = json.loads(text)
+    return kept
+
+
 def write_rejects(conn: Connection, job: str, run_id: str, found: list[Reject]) -> None:
     if not found:
         return
@@ -327,7 +348,7 @@ def write_rejects(conn: Connection, job: str, run_id: str, found: list[Reject]) 
                 "source_key": source_key_text(r.source_key),
                 "rule": r.rule[:200],
                 "error": r.error,
-                "row_data": json.dumps(r.row, default=str, ensure_ascii=False),
+                "row_data": json.dumps(reject_row(r.row), ensure_ascii=False),
                 "rejected_at": stamp,
             }
             for r in found

@@ -28,8 +28,8 @@ from ferry.data.delta import source_rows
 from ferry.data.endpoints import ensure_reachable, open_endpoint
 from ferry.data.extract import read_chunk, read_select, source_ranges
 from ferry.data.spec import JobSpec, Mode
+from ferry.data.state import reject_row, source_key_text
 from ferry.data.state import rejects as rejects_table
-from ferry.data.state import source_key_text
 from ferry.data.tables import TablePlan, plan_tables
 from ferry.data.transform import ROW, Transformer, python_rows
 from ferry.db.target import Target
@@ -296,7 +296,7 @@ def _refused_keys(
 def _same_json(row: dict[str, Any], recorded: Any) -> bool:
     """A row read now is the row a reject recorded (as JSON, like `write_rejects`); texts
     compared, so a NaN equals itself."""
-    now = json.dumps(json.loads(json.dumps(row, default=str)), sort_keys=True)
+    now = json.dumps(reject_row(row), sort_keys=True)
     return now == json.dumps(recorded, sort_keys=True)
 
 
