@@ -314,19 +314,31 @@ def source_key_text(key: list[Any] | None) -> str:
     return json.dumps(key, default=str, ensure_ascii=False)
 
 
-#: A reject keeps each value up to this many characters of its JSON text. A 4 MB blob is
-#: some 30 MB as text, past MariaDB's max_allowed_packet (16 MB), which ends the connection
-#: and with it the copy; the source still holds the value, the reject names its digest.
-REJECT_VALUE_CHARS = 65_536
+#: A reject keeps its row whole up to this many bytes of JSON; past it the largest values
+#: give way, each to a note with its length and SHA-256. A refused 4 MB blob is some 30 MB
+#: as JSON, past MariaDB's max_allowed_packet (16 MB, which the driver's escaping can
+#: double this budget towards), which ended the connection and the copy with it. The
+#: source still holds the row.
+REJECT_ROW_BYTES = 4 * 2**20
 
 
 def reject_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A rejected row as `ferry_rejects.row_data` holds it: JSON values, each one longer
-    than REJECT_VALUE_CHARS replaced by a note with its length and SHA-256."""
+    """A rejected row as `ferry_rejects.row_data` holds it (JSON values), its largest values
+    left out while it passes REJECT_ROW_BYTES."""
+    texts = {
+        name: json.dumps(value, default=str, ensure_ascii=False) for name, value in row.items()
+    }
+    sizes = {name: len(text.encode()) for name, text in texts.items()}
+    total = sum(sizes.values())
+    left_out: set[str] = set()
+    for name in sorted(sizes, key=lambda n: sizes[n], reverse=True):
+        if total <= REJECT_ROW_BYTES:
+            break
+        left_out.add(name)
+        total -= sizes[name]
     kept: dict[str, Any] = {}
-    for name, value in row.items():
-        text = json.dumps(value, default=str, ensure_ascii=False)
-        if len(text) > REJECT_VALUE_CHARS:
+    for name, text in texts.items():
+        if name in left_out:
             digest = hashlib.sha256(text.encode()).hexdigest()
             kept[name] = f"<{len(text):,} characters left out; sha256 {digest}>"
         else:
