@@ -673,6 +673,15 @@ class _Job:
             names = [p.target_name for p in plans if p.target_exists and not self._ours(conn, p)]
             deferral.ensure(conn)
             conn.commit()
+            # What a killed run set aside on a table dropped since went with the table; the
+            # table this run created gets the source's keys, not the old table's objects.
+            new = [p.target_name for p in plans if not p.target_exists]
+            for gone in deferral.forget(conn, self.job, new):
+                self.report_warnings.append(
+                    f"{gone.kind} {gone.name} on `{gone.table}`, set aside by an earlier run, "
+                    "went with the table (dropped since): it is not restored on the table "
+                    "this run created"
+                )
             deferral.set_aside(conn, self.target.adapter, self.job, names)
 
     def _ours(self, conn: Connection, plan: TablePlan) -> bool:

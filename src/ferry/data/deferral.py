@@ -61,6 +61,20 @@ def pending(conn: Connection, job: str) -> list[DeferredObject]:
     return [DeferredObject(r.table_name, r.kind, r.name, "", r.restore_sql) for r in rows]
 
 
+def forget(conn: Connection, job: str, tables: list[str]) -> list[DeferredObject]:
+    """Drop the records of objects set aside on `tables`, which are gone since (a table
+    dropped after a killed run): the objects went with them. Returns what was recorded."""
+    if not tables:
+        return []
+    gone = [d for d in pending(conn, job) if d.table in tables]
+    if gone:
+        conn.execute(
+            delete(deferred).where(deferred.c.job == job, deferred.c.table_name.in_(tables))
+        )
+    conn.commit()
+    return gone
+
+
 def set_aside(conn: Connection, adapter: Adapter, job: str, tables: list[str]) -> int:
     """Record and drop the deferrable objects of `tables`; returns how many were dropped.
 
