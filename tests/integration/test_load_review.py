@@ -16,15 +16,13 @@ from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import text
 
 from ferry.data.state import Counts
-from tests.conftest import engine_for
 from tests.integration.test_copy import LITE, MY, PG, Pair, _pair_id, counts_of, make_pair
+from tests.integration.test_types_review import query
 
 pytestmark = pytest.mark.integration
 
@@ -33,16 +31,6 @@ pytestmark = pytest.mark.integration
 def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
     with make_pair(request.param, tmp_path) as made:
         yield made
-
-
-def query(url: str, sql: str) -> list[tuple[Any, ...]]:
-    engine = engine_for(url)
-    try:
-        with engine.begin() as conn:
-            result = conn.execute(text(sql))
-            return [tuple(r) for r in result.all()] if result.returns_rows else []
-    finally:
-        engine.dispose()
 
 
 # Strings LOAD DATA's escapes, quotes and NULL markers could take for something else.
@@ -471,19 +459,8 @@ def test_rows_compressed_on_disk_are_chunked_by_their_width_once_read(
         "INSERT INTO wide SELECT g, repeat(chr(97 + g % 26), 2 * 1024 * 1024) "
         "FROM generate_series(1, 240) g"
     )
-    job = pair.folder / "wide.yaml"
-    job.write_text(pair.spec_text(f"load: {{workers: 1, strategy: {strategy}}}\n"))
+    result = _copy_measured(pair, "wide", f"{{workers: 1, strategy: {strategy}}}")
 
-    done = subprocess.run(
-        [sys.executable, "-c", _COPY_AND_MEASURE, str(job)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["written"] == 240
     assert result["peak_kib"] < 500 * 1024, result
     assert query(pair.target, "SELECT COUNT(*), SUM(LENGTH(note)) FROM wide") == [
